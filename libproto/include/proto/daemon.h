@@ -1,0 +1,46 @@
+/* proto/daemon.h: what every daemon's main() shares: command-line handling,
+ * signal-driven graceful shutdown, and the "listening" announcement that
+ * supervisors and tests wait for.
+ */
+#ifndef PROTO_DAEMON_H
+#define PROTO_DAEMON_H
+
+#include <uv.h>
+
+typedef struct proto_daemon {
+  uv_loop_t *loop;
+  uv_signal_t sigterm;          /* SIGTERM: graceful stop */
+  uv_signal_t sigint;           /* SIGINT: graceful stop */
+  void (*on_stop)(void *arg);   /* called once, on the first signal */
+  void *arg;
+  int stopping;                 /* set once on_stop has been called */
+} proto_daemon_t;
+
+/* Handle argv: --help/-h prints usage to stdout and returns 1 (exit 0);
+ * --version likewise; --health returns PROTO_DAEMON_HEALTH_PROBE (the daemon
+ * then runs proto_daemon_health_probe() instead of serving); an unknown
+ * argument prints usage to stderr and returns -1 (exit 2); otherwise 0. usage
+ * is the full help text (options and the environment variables it reads). */
+#define PROTO_DAEMON_HEALTH_PROBE 2
+int proto_daemon_args(int argc, char **argv, const char *usage);
+
+/* Container health probe: send {"cmd":"health"} to host:port and wait up to
+ * timeout_ms. Returns the process exit status: 0 when the reply came and its
+ * "status" is "ok", 1 otherwise (the reason on stderr). */
+int proto_daemon_health_probe(const char *host, int port, unsigned timeout_ms);
+
+/* Ignore SIGPIPE, watch SIGTERM and SIGINT. 0 or PROTO_EIO. */
+int proto_daemon_init(proto_daemon_t *d, uv_loop_t *loop,
+                      void (*on_stop)(void *arg), void *arg);
+/* Close the signal handles (call from on_stop or after the loop ends). */
+void proto_daemon_close(proto_daemon_t *d);
+
+/* Log {"event":"listening","name":name,"host":host,"port":port}: the line
+ * test harnesses and supervisors wait for. */
+void proto_daemon_announce(const char *name, const char *host, int port);
+
+/* Close every handle still open on the loop, run it until they are closed
+ * and close the loop. Returns the uv_loop_close() result. */
+int proto_daemon_loop_teardown(uv_loop_t *loop);
+
+#endif

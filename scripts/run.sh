@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# run.sh: install what is missing, build (release), and run the whole stack in
+# the foreground: every daemon logs JSON lines to this terminal. Ctrl-C stops
+# them all gracefully. Data lives in $DATA_DIR (default ./var/data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/deps.sh run
+build=${BUILD_DIR:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNESTC_TESTS=OFF >/dev/null
+cmake --build "$build" -j"$(nproc)"
+exec scripts/stack.sh "$build"
