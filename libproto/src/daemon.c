@@ -76,6 +76,10 @@ void proto_daemon_close(proto_daemon_t *d) {
     uv_close((uv_handle_t *)&d->sigterm, NULL);
   if (!uv_is_closing((uv_handle_t *)&d->sigint))
     uv_close((uv_handle_t *)&d->sigint, NULL);
+  /* Closing the watchers restores the default action, which would kill a
+   * daemon hit by a second SIGTERM while it finishes its teardown. */
+  signal(SIGTERM, SIG_IGN);
+  signal(SIGINT, SIG_IGN);
 }
 
 void proto_daemon_announce(const char *name, const char *host, int port) {

@@ -337,6 +337,21 @@ static int dispatch_frame(conn_t *c, const char *json, size_t len) {
     conn_close(c, why ? why : "malformed packet");
     return -1;
   }
+  if (proto_json_has_nul(req.root)) {
+    const char *rid = proto_request_meta(&req, "requestId");
+    proto_log(PROTO_LOG_WARN, rid, "nul_in_string", "%s %s from %s refused: a string holds U+0000",
+              req.id ? "request" : "event", req.pattern_key, c->peer);
+    if (req.id) {
+      json_t *reply = proto_packet_reply_err(
+          req.id, proto_error_object(400, "VALIDATION_FAILED",
+                                     "strings must not contain the character U+0000", NULL));
+      if (reply)
+        conn_write(c, reply);
+      json_decref(reply);
+    }
+    proto_request_free(&req);
+    return 0;
+  }
   if (req.id)
     dispatch_request(c, &req);
   else

@@ -63,6 +63,11 @@ json_t *proto_packet_reply_err(const json_t *id, json_t *err);
 /* {"id":id,"status":"error","err":PROTO_NO_HANDLER_MESSAGE}. */
 json_t *proto_packet_reply_no_handler(const json_t *id);
 
+/* Non-zero when a string or key anywhere in v holds U+0000. Our handlers use
+ * C strings, so the RPC server refuses such requests with a 400 (the frame
+ * itself is valid JSON: the connection stays up). */
+int proto_json_has_nul(const json_t *v);
+
 /* Our error object: {"statusCode":status,"message":message,"code":code}
  * plus "details" when details (stolen) is non-NULL. */
 json_t *proto_error_object(int status, const char *code, const char *message,
