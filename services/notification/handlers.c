@@ -1,0 +1,494 @@
+/* handlers.c: the notification service's glue. Events from the Redis
+ * subscriber become stored notifications (and webhook deliveries); RPC
+ * requests read them back. Each ntf_op_* returns a transport-free result;
+ * the thin callbacks answer the call and log one line per request or event.
+ */
+#include "notification.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#include "proto/error.h"
+#include "proto/log.h"
+#include "proto/packet.h"
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+
+#define MSG_REQUIRED "is required"
+#define MSG_STRING "must be a string"
+#define MSG_OBJECT "must be an object"
+#define MSG_NOT_ALLOWED "is not allowed"
+#define MSG_EMPTY "must not be empty"
+#define MSG_CONTROL "must not contain control characters"
+#define MSG_ID_LEN "must be at most " STR(NTF_ID_MAX_BYTES) " bytes"
+#define MSG_PAGE "must be an integer from 1 to " STR(NTF_PAGE_MAX)
+#define MSG_LIMIT "must be a positive integer (values above " STR(NTF_LIMIT_MAX) \
+                  " are capped)"
+
+#define NTF_VERR_MAX 8                 /* field errors reported per request */
+#define NTF_VERR_FIELD_MAX_BYTES 64    /* an unknown field's name is cut to this */
+
+/* --- results ----------------------------------------------------------------- */
+
+static ntf_result_t result_ok(json_t *response) {
+  return (ntf_result_t){200, "OK", response, NULL};
+}
+
+static ntf_result_t result_err(int status, const char *code, const char *message) {
+  return (ntf_result_t){status, code, NULL, proto_error_object(status, code, message, NULL)};
+}
+
+static ntf_result_t storage_error(void) {
+  /* The cause is logged by the store; the client gets no internals. */
+  return result_err(500, "STORAGE_ERROR", "Storage error");
+}
+
+/* --- request validation --------------------------------------------------------- */
+
+typedef struct verrs {
+  size_t n;
+  struct {
+    const char *field;
+    size_t field_len;
+    const char *message;
+  } e[NTF_VERR_MAX];
+} verrs_t;
+
+static void verr_add(verrs_t *errs, const char *field, size_t field_len, const char *message) {
+  if (errs->n >= NTF_VERR_MAX)
+    return;
+  errs->e[errs->n].field = field;
+  errs->e[errs->n].field_len = field_len;
+  errs->e[errs->n].message = message;
+  errs->n++;
+}
+
+static void verr_static(verrs_t *errs, const char *field, const char *message) {
+  verr_add(errs, field, strlen(field), message);
+}
+
+/* {"statusCode":400,"code":"VALIDATION_FAILED","message":"userId is required",
+ *  "details":[{"field":"userId","message":"is required"}]}, as the user
+ * service answers. */
+static ntf_result_t result_invalid(const verrs_t *errs) {
+  json_t *details = json_array();
+  char msg[1024];
+  size_t used = 0;
+  msg[0] = '\0';
+  for (size_t i = 0; details && i < errs->n; i++) {
+    json_t *d = json_pack("{s:s%, s:s}", "field", errs->e[i].field, errs->e[i].field_len,
+                          "message", errs->e[i].message);
+    if (!d || json_array_append_new(details, d) != 0) {
+      json_decref(details);
+      details = NULL;
+      break;
+    }
+    if (used < sizeof(msg)) {
+      int n = snprintf(msg + used, sizeof(msg) - used, "%s%.*s %s", i ? "; " : "",
+                       (int)errs->e[i].field_len, errs->e[i].field, errs->e[i].message);
+      used += n > 0 ? (size_t)n : 0;
+    }
+  }
+  if (!details)
+    return (ntf_result_t){500, "INTERNAL_ERROR", NULL, NULL};
+  return (ntf_result_t){400, "VALIDATION_FAILED", NULL,
+                        proto_error_object(400, "VALIDATION_FAILED", msg, details)};
+}
+
+static void reject_unknown(const json_t *obj, const char *const *allowed, verrs_t *errs) {
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)obj, key, v) {
+    bool ok = false;
+    for (const char *const *a = allowed; *a; a++)
+      if (strcmp(*a, key) == 0)
+        ok = true;
+    if (ok)
+      continue;
+    /* Echo at most NTF_VERR_FIELD_MAX_BYTES of a hostile key, cut on a
+     * character boundary so the reply stays valid UTF-8. */
+    size_t klen = strlen(key);
+    if (klen > NTF_VERR_FIELD_MAX_BYTES) {
+      klen = NTF_VERR_FIELD_MAX_BYTES;
+      while (klen > 0 && ((unsigned char)key[klen] & 0xC0) == 0x80)
+        klen--;
+    }
+    verr_add(errs, key, klen, MSG_NOT_ALLOWED);
+  }
+}
+
+/* page/limit: a JSON integer, an integral number, or a decimal string (query
+ * strings passed through by the gateway). Absent or null: def. False when
+ * not an integer; too large saturates so the caller's range check applies. */
+static bool int_param(const json_t *obj, const char *field, int64_t def, int64_t *out) {
+  const json_t *v = json_object_get(obj, field);
+  if (!v || json_is_null(v)) {
+    *out = def;
+    return true;
+  }
+  if (json_is_integer(v)) {
+    *out = (int64_t)json_integer_value(v);
+    return true;
+  }
+  if (json_is_real(v)) {
+    double d = json_real_value(v);
+    if (!isfinite(d) || d != floor(d))
+      return false;
+    *out = d >= 9.2e18 ? INT64_MAX : d <= -9.2e18 ? INT64_MIN : (int64_t)d;
+    return true;
+  }
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    size_t n = json_string_length(v), i = 0;
+    bool neg = n > 0 && s[0] == '-';
+    if (neg)
+      i++;
+    if (i == n)
+      return false;
+    int64_t acc = 0;
+    for (; i < n; i++) {
+      if (s[i] < '0' || s[i] > '9')
+        return false;
+      acc = acc <= (INT64_MAX - 9) / 10 ? acc * 10 + (s[i] - '0') : INT64_MAX;
+    }
+    *out = neg ? -acc : acc;
+    return true;
+  }
+  return false;
+}
+
+typedef struct list_input {
+  const char *user_id;
+  size_t user_id_len;
+  int64_t page, limit;
+} list_input_t;
+
+static int validate_list(const json_t *data, list_input_t *in, verrs_t *errs) {
+  static const char *const allowed[] = {"userId", "page", "limit", NULL};
+  errs->n = 0;
+  in->page = NTF_PAGE_DEFAULT;
+  in->limit = NTF_LIMIT_DEFAULT;
+  if (!json_is_object(data)) {
+    verr_static(errs, "data", MSG_OBJECT);
+    return -1;
+  }
+  const json_t *u = json_object_get(data, "userId");
+  if (!u || json_is_null(u)) {
+    verr_static(errs, "userId", MSG_REQUIRED);
+  } else if (!json_is_string(u)) {
+    verr_static(errs, "userId", MSG_STRING);
+  } else {
+    const char *s = json_string_value(u);
+    size_t len = json_string_length(u);
+    const char *why = len == 0 ? MSG_EMPTY : len > NTF_ID_MAX_BYTES ? MSG_ID_LEN : NULL;
+    for (size_t i = 0; !why && i < len; i++)
+      if ((unsigned char)s[i] < 0x20 || s[i] == 0x7F)
+        why = MSG_CONTROL;
+    if (why)
+      verr_static(errs, "userId", why);
+    in->user_id = s;
+    in->user_id_len = len;
+  }
+  if (!int_param(data, "page", NTF_PAGE_DEFAULT, &in->page) || in->page < 1 ||
+      in->page > NTF_PAGE_MAX)
+    verr_static(errs, "page", MSG_PAGE);
+  if (!int_param(data, "limit", NTF_LIMIT_DEFAULT, &in->limit) || in->limit < 1)
+    verr_static(errs, "limit", MSG_LIMIT);
+  else if (in->limit > NTF_LIMIT_MAX)
+    in->limit = NTF_LIMIT_MAX; /* capped, as get_users does */
+  reject_unknown(data, allowed, errs);
+  return errs->n > 0 ? -1 : 0;
+}
+
+/* --- operations ------------------------------------------------------------------ */
+
+ntf_result_t ntf_op_list(ntf_service_t *svc, const json_t *data) {
+  list_input_t in;
+  verrs_t errs;
+  json_t *items = NULL;
+  int64_t total = 0;
+  if (validate_list(data, &in, &errs) != 0)
+    return result_invalid(&errs);
+  if (ntf_store_list(svc->store, in.user_id, in.user_id_len, in.page, in.limit, &items,
+                     &total) != 0)
+    return storage_error();
+  json_t *r = json_pack("{s:o, s:I, s:I, s:I}", "notifications", items, "total",
+                        (json_int_t)total, "page", (json_int_t)in.page, "limit",
+                        (json_int_t)in.limit);
+  return r ? result_ok(r) : storage_error();
+}
+
+ntf_result_t ntf_op_health(ntf_service_t *svc) {
+  if (ntf_store_ping(svc->store) != 0)
+    return result_err(503, "SERVICE_UNHEALTHY", "Notification database check failed");
+  /* Redis being away does not make the service unhealthy: it still serves
+   * what it stored, and the subscriber reconnects on its own. */
+  json_t *redis = svc->sub ? proto_events_sub_health(svc->sub) : json_null();
+  json_t *hook = svc->webhook ? ntf_webhook_health(svc->webhook) : json_null();
+  json_t *r = json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I}}", "status", "ok",
+                        "service", "notification", "db", "ok", "redis", redis, "webhook",
+                        hook, "events", "stored", (json_int_t)svc->stored, "duplicates",
+                        (json_int_t)svc->duplicates, "invalid", (json_int_t)svc->invalid,
+                        "errors", (json_int_t)svc->errors);
+  return r ? result_ok(r) : storage_error();
+}
+
+/* --- events ----------------------------------------------------------------------- */
+
+/* An id-like metadata string we are willing to store and log. */
+static bool id_ok(const char *s) {
+  size_t n = 0;
+  for (; s[n]; n++)
+    if ((unsigned char)s[n] < 0x20 || s[n] == 0x7F || n >= NTF_ID_MAX_BYTES)
+      return false;
+  return n > 0;
+}
+
+static void log_event(proto_log_level_t level, const char *request_id, const char *event,
+                      const char *pattern, const char *event_id, json_t *extra) {
+  if (!proto_log_enabled(level)) {
+    json_decref(extra);
+    return;
+  }
+  json_t *f = extra ? extra : json_object();
+  if (f) {
+    json_object_set_new(f, "pattern", json_string(pattern));
+    if (event_id)
+      json_object_set_new(f, "eventId", json_string(event_id));
+  }
+  proto_log_fields(level, request_id, event, f);
+}
+
+/* Hand a stored notification to the webhook: the object without its
+ * delivery state, which means nothing to the receiver. */
+static void submit_delivery(ntf_service_t *svc, const json_t *ntf, unsigned attempts) {
+  const char *id = json_string_value(json_object_get(ntf, "id"));
+  const char *rid = json_string_value(json_object_get(ntf, "requestId"));
+  json_t *body = json_copy((json_t *)ntf);
+  if (body)
+    json_object_del(body, "delivery");
+  int rc = body ? ntf_webhook_submit(svc->webhook, id, rid, body, attempts) : PROTO_ENOMEM;
+  if (rc != 0)
+    /* It stays "pending" in the store: the next start retries it. */
+    proto_log_fields(PROTO_LOG_WARN, rid, "notification_delivery_deferred",
+                     json_pack("{s:s?, s:s}", "notificationId", id, "reason",
+                               proto_strerror(rc)));
+}
+
+ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev,
+                                     json_t **ntf_out) {
+  uint64_t t0 = uv_hrtime();
+  const char *pattern = ev->channel;
+  const char *rid = ev->request_id && id_ok(ev->request_id) ? ev->request_id : NULL;
+  const char *event_id = ev->event_id;
+  char generated[PROTO_ID_MAX];
+  ntf_draft_t draft;
+  ntf_invalid_t why;
+  json_t *ntf = NULL;
+  ntf_event_outcome_t outcome = NTF_EVENT_ERROR;
+  if (ntf_out)
+    *ntf_out = NULL;
+  int kind = ntf_event_kind(pattern);
+  if (kind < 0) {
+    log_event(PROTO_LOG_WARN, rid, "event_unknown", pattern ? pattern : "", event_id, NULL);
+    return NTF_EVENT_UNKNOWN;
+  }
+  int bad = ntf_build((ntf_event_kind_t)kind, ev->data, &draft, &why);
+  if (bad == 0 && event_id && !id_ok(event_id)) {
+    why = (ntf_invalid_t){"metadata.eventId",
+                          "must be 1 to " STR(NTF_ID_MAX_BYTES) " bytes, no control characters"};
+    event_id = NULL; /* not fit for a log line either */
+    bad = -1;
+  }
+  if (bad != 0) {
+    char msg[256];
+    svc->invalid++;
+    snprintf(msg, sizeof(msg), "%s %s", why.field, why.message);
+    /* Events get no reply: this line is the only trace of a dropped one. */
+    log_event(PROTO_LOG_WARN, rid, "event_invalid", pattern, event_id,
+              json_pack("{s:s, s:s, s:s}", "field", why.field, "reason", why.message, "msg",
+                        msg));
+    return NTF_EVENT_INVALID;
+  }
+  if (!event_id) {
+    /* A plain NestJS ClientProxy.emit() sends no metadata: nothing to
+     * de-duplicate by, so a redelivery of this event would be stored twice. */
+    if (proto_random_id(NTF_EVENT_ID_PREFIX, generated, sizeof(generated)) != 0) {
+      svc->errors++;
+      log_event(PROTO_LOG_ERROR, rid, "event_lost", pattern, NULL,
+                json_pack("{s:s}", "reason", "no randomness for an event id"));
+      return NTF_EVENT_ERROR;
+    }
+    event_id = generated;
+    log_event(PROTO_LOG_DEBUG, rid, "event_id_generated", pattern, event_id, NULL);
+  }
+  ntf = ntf_notification_new(&draft, event_id, pattern, ev->data, rid,
+                             svc->webhook ? "pending" : "none");
+  if (!ntf) {
+    svc->errors++;
+    log_event(PROTO_LOG_ERROR, rid, "event_lost", pattern, event_id,
+              json_pack("{s:s}", "reason", "cannot build the notification"));
+    return NTF_EVENT_ERROR;
+  }
+  int rc = ntf_store_insert(svc->store, ntf);
+  if (rc == NTF_STORE_EINVAL) {
+    /* Only an oversized data object gets here: keep the notification, drop
+     * the copy of the event. */
+    log_event(PROTO_LOG_WARN, rid, "event_data_too_large", pattern, event_id,
+              json_pack("{s:I}", "maxBytes", (json_int_t)NTF_DATA_MAX_BYTES));
+    json_object_set_new(ntf, "data", json_null());
+    rc = ntf_store_insert(svc->store, ntf);
+  }
+  switch (rc) {
+  case NTF_STORE_OK:
+    svc->stored++;
+    outcome = NTF_EVENT_STORED;
+    break;
+  case NTF_STORE_DUPLICATE:
+    svc->duplicates++;
+    log_event(PROTO_LOG_INFO, rid, "event_duplicate", pattern, event_id, NULL);
+    outcome = NTF_EVENT_DUPLICATE;
+    goto out;
+  default:
+    svc->errors++;
+    log_event(PROTO_LOG_ERROR, rid, "event_lost", pattern, event_id,
+              json_pack("{s:s}", "reason", "storage error"));
+    goto out;
+  }
+  /* The line that lets one request be followed gateway -> order -> redis ->
+   * notification: it carries the event's requestId. */
+  log_event(PROTO_LOG_INFO, rid, "notification_stored", pattern, event_id,
+            json_pack("{s:O, s:s, s:O, s:O?, s:I}", "notificationId",
+                      json_object_get(ntf, "id"), "type", draft.type, "userId",
+                      json_object_get(ntf, "userId"), "orderId",
+                      json_object_get(ntf, "orderId"), "durationUs",
+                      (json_int_t)((uv_hrtime() - t0) / 1000u)));
+  if (svc->webhook)
+    submit_delivery(svc, ntf, 0);
+  if (ntf_out) {
+    *ntf_out = ntf;
+    ntf = NULL;
+  }
+out:
+  json_decref(ntf);
+  return outcome;
+}
+
+void ntf_on_event(const proto_event_t *ev, void *ctx) {
+  ntf_handle_event(ctx, ev, NULL);
+}
+
+int ntf_events_register(proto_events_sub_t *sub, ntf_service_t *svc) {
+  for (int k = 0; k < NTF_EV_COUNT_; k++) {
+    int rc = proto_events_sub_on(sub, ntf_event_pattern((ntf_event_kind_t)k), ntf_on_event, svc);
+    if (rc != 0)
+      return rc;
+  }
+  return 0;
+}
+
+/* --- delivery ---------------------------------------------------------------------- */
+
+void ntf_on_delivery_report(const ntf_webhook_report_t *r, void *ctx) {
+  ntf_service_t *svc = ctx;
+  const char *status = ntf_delivery_name(r->status);
+  int rc = ntf_store_set_delivery(svc->store, r->id, status, r->attempts, r->error);
+  if (rc != 0 && rc != NTF_STORE_NOT_FOUND)
+    svc->errors++; /* logged by the store */
+  const char *event;
+  proto_log_level_t level = PROTO_LOG_INFO;
+  if (r->status == NTF_DELIVERY_DELIVERED) {
+    event = "notification_delivered";
+  } else if (r->status == NTF_DELIVERY_FAILED) {
+    event = "notification_delivery_failed";
+    level = PROTO_LOG_ERROR;
+  } else if (!r->final) {
+    event = "notification_delivery_retry";
+    level = PROTO_LOG_WARN;
+  } else {
+    event = "notification_delivery_interrupted";
+  }
+  json_t *f = json_pack("{s:s, s:s, s:i, s:I}", "notificationId", r->id, "status", status,
+                        "attempts", (int)r->attempts, "httpStatus", (json_int_t)r->http_status);
+  if (f && r->error)
+    json_object_set_new(f, "error", json_string(r->error));
+  if (f && !r->final)
+    json_object_set_new(f, "retryInMs", json_integer(r->retry_in_ms));
+  proto_log_fields(level, r->request_id, event, f);
+}
+
+int ntf_resume_pending(ntf_service_t *svc) {
+  json_t *items = NULL;
+  size_t i;
+  json_t *n;
+  int submitted = 0;
+  if (ntf_store_pending(svc->store, svc->webhook ? NTF_WEBHOOK_QUEUE_MAX_DEFAULT : 1, &items) !=
+      0)
+    return -1;
+  if (!svc->webhook) {
+    if (json_array_size(items) > 0)
+      proto_log(PROTO_LOG_WARN, NULL, "webhook_pending_kept",
+                "notifications await delivery but NOTIFY_WEBHOOK_URL is not set");
+    json_decref(items);
+    return 0;
+  }
+  json_array_foreach(items, i, n) {
+    json_int_t attempts =
+        json_integer_value(json_object_get(json_object_get(n, "delivery"), "attempts"));
+    submit_delivery(svc, n, attempts > 0 && attempts < (json_int_t)UINT32_MAX ? (unsigned)attempts
+                                                                              : 0u);
+    submitted++;
+  }
+  if (submitted > 0)
+    proto_log_fields(PROTO_LOG_INFO, NULL, "webhook_resumed",
+                     json_pack("{s:i}", "deliveries", submitted));
+  json_decref(items);
+  return submitted;
+}
+
+/* --- RPC glue ---------------------------------------------------------------------- */
+
+static void answer(proto_rpc_call_t *call, const char *pattern, ntf_result_t r,
+                   uint64_t start_ns) {
+  proto_log_level_t level = r.status >= 500 ? PROTO_LOG_ERROR : PROTO_LOG_INFO;
+  /* Log first: the request id belongs to the call, which the reply consumes. */
+  if (proto_log_enabled(level)) {
+    json_t *f = json_pack("{s:s, s:i, s:s, s:I}", "pattern", pattern, "status", r.status,
+                          "outcome", r.code, "durationUs",
+                          (json_int_t)((uv_hrtime() - start_ns) / 1000u));
+    if (f && r.err && json_object_get(r.err, "message"))
+      json_object_set(f, "msg", json_object_get(r.err, "message"));
+    proto_log_fields(level, proto_rpc_call_request_id(call), "request", f);
+  }
+  if (r.status == 200)
+    proto_rpc_call_reply(call, r.response);
+  else if (r.err)
+    proto_rpc_call_reply_err(call, r.err);
+  else
+    proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory"); /* ENOMEM */
+}
+
+static void on_get_notifications(proto_rpc_call_t *call, const json_t *data, void *ctx) {
+  uint64_t t0 = uv_hrtime();
+  answer(call, "get_notifications", ntf_op_list(ctx, data), t0);
+}
+
+static void on_health(proto_rpc_call_t *call, const json_t *data, void *ctx) {
+  uint64_t t0 = uv_hrtime();
+  (void)data;
+  answer(call, "health", ntf_op_health(ctx), t0);
+}
+
+int ntf_handlers_register(proto_rpc_server_t *srv, ntf_service_t *svc) {
+  int rc;
+  if ((rc = proto_rpc_server_handle_cmd(srv, "get_notifications", on_get_notifications, svc)) !=
+          0 ||
+      (rc = proto_rpc_server_handle_cmd(srv, "health", on_health, svc)) != 0)
+    return rc;
+  return 0;
+}

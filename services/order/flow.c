@@ -1,0 +1,576 @@
+/* flow.c: the operations that call other services, create_order and
+ * refund_order, each a small explicit state machine: a table of named steps
+ * run by one engine over one per-order context (order_flow_t). A step does
+ * one thing (a store write, or sending one upstream call) and returns the
+ * next step; the engine stops while an upstream call is in flight and
+ * resumes when it completes. Adding a step (an inventory reservation before
+ * the charge) is a new enum value and table row, not another callback.
+ */
+#include "order.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/error.h"
+#include "proto/log.h"
+#include "proto/packet.h"
+
+#define FLOW_END (-1)                  /* the step index that ends a flow */
+#define FLOW_MESSAGE_MAX_BYTES 512     /* error messages we format */
+
+typedef int (*step_fn)(order_flow_t *f);
+
+/* One row of a flow's table: the step's name (for logs) and what it does.
+ * fn returns the next step index, or FLOW_END once f->result is set. */
+typedef struct step {
+  const char *name;
+  step_fn fn;
+} step_t;
+
+struct order_flow {
+  order_svc_t *svc;
+  proto_rpc_call_t *call;          /* answered exactly once, by flow_finish(); NULL
+                                      for a flow nobody waits on (crash recovery) */
+  const char *pattern;             /* "create_order" / "refund_order", for logs */
+  const step_t *steps;             /* this flow's table */
+  int step;                        /* next step to run, or FLOW_END */
+  int running;                     /* inside flow_run(): completions only record */
+  int waiting;                     /* an upstream call is in flight */
+  char *request_id;                /* copy of the call's requestId, or NULL */
+  uint64_t start_ns;
+  json_t *data;                    /* a reference to the request data: inputs borrow */
+  order_create_input_t in;         /* create_order's input */
+  order_id_input_t id_in;          /* refund_order's input */
+  char order_id[ORDER_ID_MAX_BYTES + 1]; /* the order this flow owns ("" = none yet) */
+  json_t *order;                   /* the order as last read or written, or NULL */
+  int up_status;                   /* the last upstream call: PROTO_OK or PROTO_E* */
+  json_t *up_response;             /* its response (a reference), or NULL */
+  json_t *up_err;                  /* its err (a reference), or NULL */
+  order_result_t result;           /* the answer, set by the last step */
+  order_flow_t *prev, *next;       /* svc->flows */
+};
+
+/* --- results ------------------------------------------------------------------ */
+
+static int flow_fail(order_flow_t *f, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int flow_fail(order_flow_t *f, int status, const char *code, const char *fmt, ...) {
+  char msg[FLOW_MESSAGE_MAX_BYTES];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof(msg), fmt, ap);
+  va_end(ap);
+  f->result = order_result_err(status, code, msg);
+  return FLOW_END;
+}
+
+static int flow_reply(order_flow_t *f, json_t *response) {
+  f->result = order_result_ok(response);
+  return FLOW_END;
+}
+
+/* statusCode of an error object from a peer, 0 when it has none (a NestJS
+ * peer's bare string or {"status":"error"}). */
+static int remote_status(const json_t *err) {
+  const json_t *sc = json_object_get(err, "statusCode");
+  return json_is_integer(sc) ? (int)json_integer_value(sc) : 0;
+}
+
+/* Copy s into buf (size bytes), cut on a UTF-8 character boundary. */
+static const char *cut_utf8(const char *s, char *buf, size_t size) {
+  size_t n = strlen(s);
+  if (n >= size) {
+    n = size - 1;
+    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+      n--;
+  }
+  memcpy(buf, s, n);
+  buf[n] = '\0';
+  return buf;
+}
+
+static void log_upstream_failure(order_flow_t *f, const char *service) {
+  json_t *fields = json_pack("{s:s, s:s, s:s, s:s?}", "upstream", service, "step",
+                             f->steps[f->step].name, "error", proto_err_name(f->up_status),
+                             "orderId", f->order_id[0] ? f->order_id : NULL);
+  if (fields && f->up_err)
+    json_object_set(fields, "err", f->up_err);
+  proto_log_fields(PROTO_LOG_WARN, f->request_id, "upstream_failed", fields);
+}
+
+/* --- the engine --------------------------------------------------------------- */
+
+static void flow_clear_upstream(order_flow_t *f) {
+  json_decref(f->up_response);
+  json_decref(f->up_err);
+  f->up_response = f->up_err = NULL;
+  f->up_status = PROTO_OK;
+}
+
+static void flow_free(order_flow_t *f) {
+  order_svc_t *svc = f->svc;
+  if (f->prev)
+    f->prev->next = f->next;
+  else
+    svc->flows = f->next;
+  if (f->next)
+    f->next->prev = f->prev;
+  svc->nflows--;
+  flow_clear_upstream(f);
+  json_decref(f->order);
+  json_decref(f->data);
+  free(f->request_id);
+  free(f);
+}
+
+static void flow_finish(order_flow_t *f) {
+  order_result_t r = f->result;
+  proto_rpc_call_t *call = f->call;
+  /* Log first: the request id belongs to the call, which the reply consumes. */
+  order_log_request(f->request_id, f->pattern, &r, f->order_id[0] ? f->order_id : NULL,
+                    f->start_ns);
+  flow_free(f);
+  if (!call) {
+    json_decref(r.response);
+    json_decref(r.err);
+  } else if (r.status == 200)
+    proto_rpc_call_reply(call, r.response);
+  else if (r.err)
+    proto_rpc_call_reply_err(call, r.err);
+  else
+    proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory");
+}
+
+/* Run steps until one waits for an upstream reply or the flow ends. A
+ * completion that fires while a step runs (the client can fail a call inside
+ * send) only records its result: the loop here carries on. */
+static void flow_run(order_flow_t *f) {
+  if (f->running)
+    return;
+  f->running = 1;
+  while (!f->waiting && f->step != FLOW_END) {
+    if (proto_log_enabled(PROTO_LOG_DEBUG))
+      proto_log_fields(PROTO_LOG_DEBUG, f->request_id, "flow_step",
+                       json_pack("{s:s, s:s, s:s?}", "pattern", f->pattern, "step",
+                                 f->steps[f->step].name, "orderId",
+                                 f->order_id[0] ? f->order_id : NULL));
+    f->step = f->steps[f->step].fn(f);
+  }
+  f->running = 0;
+  if (f->step == FLOW_END && !f->waiting)
+    flow_finish(f);
+}
+
+static void on_upstream(const proto_rpc_result_t *res, void *arg) {
+  order_flow_t *f = arg;
+  /* Borrowed for this callback only: keep references. */
+  f->up_status = res->status;
+  f->up_response = res->response ? json_incref((json_t *)res->response) : NULL;
+  f->up_err = res->err ? json_incref((json_t *)res->err) : NULL;
+  f->waiting = 0;
+  flow_run(f);
+}
+
+/* Send cmd with data (stolen) to cli; the next step reads f->up_*. A send
+ * that fails at once (no connection: PROTO_EUNAVAIL) is recorded the same way
+ * as a call that failed later. */
+static void flow_send(order_flow_t *f, proto_rpc_client_t *cli, const char *cmd, json_t *data,
+                      uint32_t timeout_ms) {
+  flow_clear_upstream(f);
+  if (!data) {
+    f->up_status = PROTO_ENOMEM;
+    return;
+  }
+  if (!cli) {
+    json_decref(data);
+    f->up_status = PROTO_EUNAVAIL;
+    return;
+  }
+  f->waiting = 1;
+  int rc = proto_rpc_client_send(cli, cmd, data, f->request_id, timeout_ms, on_upstream, f);
+  if (rc != 0) {
+    f->waiting = 0; /* the callback will not run */
+    f->up_status = rc;
+  }
+}
+
+/* The time an upstream call may take: the client's budget left, at most
+ * RPC_TIMEOUT_MS. 0 when the budget is spent (do not start). */
+static uint32_t flow_budget(const order_flow_t *f) {
+  uint32_t left = f->call ? proto_rpc_call_remaining_ms(f->call) : UINT32_MAX;
+  return left < f->svc->rpc_timeout_ms ? left : f->svc->rpc_timeout_ms;
+}
+
+/* From here on the flow owns the order: status changes wait for it. */
+static void flow_own(order_flow_t *f, const char *id) {
+  snprintf(f->order_id, sizeof(f->order_id), "%s", id);
+}
+
+static order_flow_t *flow_new(order_svc_t *svc, proto_rpc_call_t *call, const json_t *data,
+                              const char *pattern, const step_t *steps) {
+  order_flow_t *f = calloc(1, sizeof(*f));
+  const char *rid = call ? proto_rpc_call_request_id(call) : NULL;
+  if (!f || (rid && !(f->request_id = strdup(rid)))) {
+    free(f);
+    return NULL;
+  }
+  f->svc = svc;
+  f->call = call;
+  f->pattern = pattern;
+  f->steps = steps;
+  f->start_ns = uv_hrtime();
+  f->data = json_incref((json_t *)data);
+  f->next = svc->flows;
+  if (svc->flows)
+    svc->flows->prev = f;
+  svc->flows = f;
+  svc->nflows++;
+  return f;
+}
+
+int order_busy(const order_svc_t *svc, const char *id, size_t id_len) {
+  for (const order_flow_t *f = svc->flows; f; f = f->next)
+    if (strlen(f->order_id) == id_len && memcmp(f->order_id, id, id_len) == 0)
+      return 1;
+  return 0;
+}
+
+static const char *order_str(const order_flow_t *f, const char *key) {
+  return json_string_value(json_object_get(f->order, key));
+}
+
+/* --- create_order ------------------------------------------------------------- */
+
+/* create_order, in order. A later issue inserts RESERVE_INVENTORY /
+ * INVENTORY_RESERVED between STORE_PENDING and CHARGE; crash recovery resumes
+ * a stored pending order at CHARGE (process_payment is idempotent per
+ * orderId). */
+enum {
+  CREATE_CHECK_USER,   /* get_user on the user service */
+  CREATE_USER_CHECKED, /* map its answer: 404, 503, 504, or go on */
+  CREATE_STORE_PENDING,/* commit the pending order, publish order_created */
+  CREATE_CHARGE,       /* process_payment on the payment service */
+  CREATE_CHARGED,      /* confirm, cancel, or leave pending when the outcome is unknown */
+};
+
+static int create_check_user(order_flow_t *f) {
+  uint32_t t = flow_budget(f);
+  if (t == 0)
+    return flow_fail(f, 504, "DEADLINE_EXCEEDED",
+                     "The deadline passed before the user could be checked");
+  flow_send(f, f->svc->user, "get_user",
+            json_pack("{s:s%}", "id", f->in.user_id, f->in.user_id_len), t);
+  return CREATE_USER_CHECKED;
+}
+
+static int create_user_checked(order_flow_t *f) {
+  switch (f->up_status) {
+  case PROTO_OK:
+    if (!json_is_object(f->up_response)) {
+      log_upstream_failure(f, "user");
+      return flow_fail(f, 502, "USER_SERVICE_ERROR", "Unexpected reply from the user service");
+    }
+    return CREATE_STORE_PENDING;
+  case PROTO_EREMOTE:
+    if (remote_status(f->up_err) == 404)
+      return flow_fail(f, 404, "USER_NOT_FOUND", "User not found");
+    log_upstream_failure(f, "user");
+    return flow_fail(f, 502, "USER_SERVICE_ERROR", "The user service failed");
+  case PROTO_ETIMEDOUT:
+    log_upstream_failure(f, "user");
+    return flow_fail(f, 504, "USER_SERVICE_TIMEOUT", "The user service did not answer in time");
+  case PROTO_ENOMEM:
+    return flow_fail(f, 500, "INTERNAL_ERROR", "Out of memory");
+  default: /* EUNAVAIL, ECONNLOST, ECLOSED, ECANCELED: a read, safe to call it down */
+    log_upstream_failure(f, "user");
+    return flow_fail(f, 503, "USER_SERVICE_UNAVAILABLE", "User service unavailable");
+  }
+}
+
+static int create_store_pending(order_flow_t *f) {
+  json_t *order = NULL;
+  if (order_store_create(f->svc->store, &f->in, &order) != ORDER_STORE_OK)
+    return flow_fail(f, 500, "STORAGE_ERROR", "Storage error");
+  f->order = order;
+  flow_own(f, order_str(f, "id"));
+  order_publish(f->svc, "order_created",
+                json_pack("{s:O, s:O, s:O, s:O, s:O}", "orderId", json_object_get(order, "id"),
+                          "userId", json_object_get(order, "userId"), "totalAmount",
+                          json_object_get(order, "totalAmount"), "currency",
+                          json_object_get(order, "currency"), "items",
+                          json_object_get(order, "items")),
+                f->request_id);
+  return CREATE_CHARGE;
+}
+
+/* Move the pending order to `to` and reply with it (status 200), or, when
+ * err_status is not 0, answer that error instead (err, stolen, or code and
+ * message) once the order is moved. */
+static int create_settle(order_flow_t *f, int to, const char *payment_id, const char *reason,
+                         int err_status, json_t *err) {
+  json_t *order = NULL;
+  int rc = order_store_transition(f->svc->store, f->order_id, strlen(f->order_id),
+                                  ORDER_PENDING, to, payment_id, reason, &order);
+  if (rc == ORDER_STORE_OK) {
+    json_decref(f->order);
+    f->order = order;
+    if (err_status == 0)
+      return flow_reply(f, json_incref(order));
+    /* The code for the log line lives in err, which outlives the log. */
+    const char *code = json_string_value(json_object_get(err, "code"));
+    f->result = (order_result_t){err_status, code ? code : "ERROR", NULL, err};
+    return FLOW_END;
+  }
+  json_decref(err);
+  /* The payment outcome is known but not recorded: the order stays pending
+   * and recovery settles it (process_payment answers the same again). */
+  proto_log_fields(PROTO_LOG_ERROR, f->request_id, "order_not_settled",
+                   json_pack("{s:s, s:s, s:s?, s:i}", "orderId", f->order_id, "to",
+                             order_status_name(to), "paymentId", payment_id, "rc", rc));
+  if (rc == ORDER_STORE_CONFLICT)
+    return flow_fail(f, 409, "ORDER_CHANGED",
+                     "Order %s changed while its payment was processed", f->order_id);
+  return flow_fail(f, 500, "STORAGE_ERROR", "Storage error; order %s stays pending",
+                   f->order_id);
+}
+
+/* Cancel the pending order with reason and answer status/code/message. */
+static int create_cancel(order_flow_t *f, const char *reason, int status, const char *code,
+                         const char *message) {
+  json_t *err = proto_error_object(status, code, message, NULL);
+  if (!err)
+    return flow_fail(f, 500, "INTERNAL_ERROR", "Out of memory");
+  return create_settle(f, ORDER_CANCELLED, NULL, reason, status, err);
+}
+
+static int create_charge(order_flow_t *f) {
+  char msg[FLOW_MESSAGE_MAX_BYTES];
+  uint32_t t = flow_budget(f);
+  if (t == 0) {
+    /* Never sent, so nothing was charged: cancel rather than leave it pending. */
+    snprintf(msg, sizeof(msg), "The deadline passed before the payment; order %s cancelled",
+             f->order_id);
+    return create_cancel(f, ORDER_REASON_DEADLINE, 504, "DEADLINE_EXCEEDED", msg);
+  }
+  flow_send(f, f->svc->payment, "process_payment",
+            json_pack("{s:s, s:O, s:O, s:O, s:O}", "orderId", f->order_id, "userId",
+                      json_object_get(f->order, "userId"), "amount",
+                      json_object_get(f->order, "totalAmount"), "currency",
+                      json_object_get(f->order, "currency"), "paymentMethod",
+                      json_object_get(f->order, "paymentMethod")),
+            t);
+  return CREATE_CHARGED;
+}
+
+static int create_paid(order_flow_t *f) {
+  const json_t *p = f->up_response;
+  const char *status = json_string_value(json_object_get(p, "status"));
+  const char *pid = json_string_value(json_object_get(p, "id"));
+  char reason[ORDER_REASON_MAX_BYTES];
+  if (status && strcmp(status, "succeeded") == 0 && pid)
+    return create_settle(f, ORDER_CONFIRMED, pid, NULL, 0, NULL);
+  if (status && strcmp(status, "declined") == 0) {
+    const char *why = json_string_value(json_object_get(p, "reason"));
+    return create_settle(f, ORDER_CANCELLED, NULL,
+                         cut_utf8(why && *why ? why : "declined", reason, sizeof(reason)), 0,
+                         NULL);
+  }
+  /* Neither: we cannot tell whether money moved. */
+  proto_log_fields(PROTO_LOG_ERROR, f->request_id, "payment_reply_unexpected",
+                   json_pack("{s:s, s:O?}", "orderId", f->order_id, "reply", p));
+  return flow_fail(f, 502, "PAYMENT_SERVICE_ERROR",
+                   "Unexpected reply from the payment service; order %s stays pending",
+                   f->order_id);
+}
+
+static int create_charged(order_flow_t *f) {
+  char msg[FLOW_MESSAGE_MAX_BYTES], reason[ORDER_REASON_MAX_BYTES];
+  switch (f->up_status) {
+  case PROTO_OK:
+    return create_paid(f);
+  case PROTO_EREMOTE: {
+    int st = remote_status(f->up_err);
+    log_upstream_failure(f, "payment");
+    if (st >= 400 && st < 500) {
+      /* The payment service refused the request (e.g. an unknown payment
+       * method): nothing was charged. Its message becomes the reason and
+       * its error the answer. */
+      const char *m = json_string_value(json_object_get(f->up_err, "message"));
+      const char *code = json_string_value(json_object_get(f->up_err, "code"));
+      const json_t *details = json_object_get(f->up_err, "details");
+      m = m && *m ? m : "Payment rejected";
+      json_t *err = proto_error_object(st, code ? code : "PAYMENT_REJECTED", m,
+                                       json_is_array(details) ? json_deep_copy(details) : NULL);
+      if (!err)
+        return flow_fail(f, 500, "INTERNAL_ERROR", "Out of memory");
+      return create_settle(f, ORDER_CANCELLED, NULL, cut_utf8(m, reason, sizeof(reason)), st,
+                           err);
+    }
+    /* A 5xx, or a NestJS peer's shapeless error: it may have charged. */
+    return flow_fail(f, 502, "PAYMENT_SERVICE_ERROR",
+                     "The payment service failed; order %s stays pending", f->order_id);
+  }
+  case PROTO_EUNAVAIL:
+  case PROTO_ECLOSED:
+  case PROTO_ENOMEM:
+    /* Never sent: nothing was charged. */
+    log_upstream_failure(f, "payment");
+    snprintf(msg, sizeof(msg), "Payment service unavailable; order %s cancelled", f->order_id);
+    if (f->up_status == PROTO_ENOMEM)
+      return create_cancel(f, ORDER_REASON_INTERNAL, 500, "INTERNAL_ERROR", msg);
+    return create_cancel(f, ORDER_REASON_PAYMENT_UNAVAILABLE, 503,
+                         "PAYMENT_SERVICE_UNAVAILABLE", msg);
+  default:
+    /* ETIMEDOUT, ECONNLOST, ECANCELED: the request may have been charged.
+     * Leave the order pending; recovery re-sends process_payment (idempotent
+     * per orderId) and settles it. */
+    log_upstream_failure(f, "payment");
+    return flow_fail(f, 504, "PAYMENT_TIMEOUT",
+                     "Payment outcome unknown; order %s stays pending and will be settled "
+                     "when the payment service answers",
+                     f->order_id);
+  }
+}
+
+static const step_t create_steps[] = {
+    [CREATE_CHECK_USER] = {"check_user", create_check_user},
+    [CREATE_USER_CHECKED] = {"user_checked", create_user_checked},
+    [CREATE_STORE_PENDING] = {"store_pending", create_store_pending},
+    [CREATE_CHARGE] = {"charge", create_charge},
+    [CREATE_CHARGED] = {"charged", create_charged},
+};
+
+void order_flow_create(order_svc_t *svc, proto_rpc_call_t *call, const json_t *data) {
+  order_verrs_t errs;
+  order_flow_t *f = flow_new(svc, call, data, "create_order", create_steps);
+  if (!f) {
+    proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory");
+    return;
+  }
+  if (order_validate_create(f->data, &f->in, &errs) != 0) {
+    f->result = order_result_invalid(&errs);
+    f->step = FLOW_END;
+  } else {
+    f->step = CREATE_CHECK_USER;
+  }
+  flow_run(f);
+}
+
+/* --- refund_order ------------------------------------------------------------- */
+
+enum {
+  REFUND_LOAD,     /* read the order: it must be confirmed and not busy */
+  REFUND_SEND,     /* refund_payment on the payment service */
+  REFUND_SENT,     /* confirmed -> cancelled ("refunded"), order_status_changed */
+};
+
+static int refund_load(order_flow_t *f) {
+  json_t *order = NULL;
+  switch (order_store_get(f->svc->store, f->id_in.id, f->id_in.id_len, &order)) {
+  case ORDER_STORE_OK:
+    break;
+  case ORDER_STORE_NOT_FOUND:
+    return flow_fail(f, 404, "ORDER_NOT_FOUND", "Order not found");
+  default:
+    return flow_fail(f, 500, "STORAGE_ERROR", "Storage error");
+  }
+  f->order = order;
+  const char *id = order_str(f, "id"), *status = order_str(f, "status");
+  if (order_busy(f->svc, id, strlen(id)))
+    return flow_fail(f, 409, "ORDER_BUSY", "Order %s is being processed; retry later", id);
+  if (!status || order_status_parse(status, strlen(status)) != ORDER_CONFIRMED)
+    return flow_fail(f, 409, "NOT_REFUNDABLE",
+                     "Only a confirmed order can be refunded; order %s is %s", id,
+                     status ? status : "unknown");
+  flow_own(f, id);
+  return REFUND_SEND;
+}
+
+static int refund_send(order_flow_t *f) {
+  uint32_t t = flow_budget(f);
+  if (t == 0)
+    return flow_fail(f, 504, "DEADLINE_EXCEEDED",
+                     "The deadline passed before the refund; order %s unchanged", f->order_id);
+  flow_send(f, f->svc->payment, "refund_payment", json_pack("{s:s}", "orderId", f->order_id),
+            t);
+  return REFUND_SENT;
+}
+
+static int refund_sent(order_flow_t *f) {
+  json_t *order = NULL;
+  int rc, st;
+  switch (f->up_status) {
+  case PROTO_OK:
+    break;
+  case PROTO_EREMOTE:
+    log_upstream_failure(f, "payment");
+    st = remote_status(f->up_err);
+    if (st >= 400 && st < 500) {
+      const char *m = json_string_value(json_object_get(f->up_err, "message"));
+      const char *code = json_string_value(json_object_get(f->up_err, "code"));
+      return flow_fail(f, st, code ? code : "REFUND_REJECTED", "%s",
+                       m && *m ? m : "Refund rejected");
+    }
+    return flow_fail(f, 502, "PAYMENT_SERVICE_ERROR",
+                     "The payment service failed; order %s unchanged", f->order_id);
+  case PROTO_EUNAVAIL:
+  case PROTO_ECLOSED:
+  case PROTO_ENOMEM:
+    log_upstream_failure(f, "payment");
+    return flow_fail(f, 503, "PAYMENT_SERVICE_UNAVAILABLE",
+                     "Payment service unavailable; order %s unchanged", f->order_id);
+  default:
+    log_upstream_failure(f, "payment");
+    return flow_fail(f, 504, "PAYMENT_TIMEOUT",
+                     "Refund outcome unknown; order %s stays confirmed: retry the refund",
+                     f->order_id);
+  }
+  rc = order_store_transition(f->svc->store, f->order_id, strlen(f->order_id), ORDER_CONFIRMED,
+                              ORDER_CANCELLED, NULL, ORDER_REASON_REFUNDED, &order);
+  if (rc != ORDER_STORE_OK) {
+    /* The money went back but the order does not say so: loud, and a retry
+     * of refund_order will find the payment already refunded. */
+    proto_log_fields(PROTO_LOG_ERROR, f->request_id, "order_not_settled",
+                     json_pack("{s:s, s:s, s:i}", "orderId", f->order_id, "to", "cancelled",
+                               "rc", rc));
+    if (rc == ORDER_STORE_CONFLICT)
+      return flow_fail(f, 409, "ORDER_CHANGED", "Order %s changed during the refund",
+                       f->order_id);
+    return flow_fail(f, 500, "STORAGE_ERROR", "Refunded, but order %s could not be updated",
+                     f->order_id);
+  }
+  json_decref(f->order);
+  f->order = order;
+  order_publish(f->svc, "order_status_changed",
+                json_pack("{s:s, s:O, s:s, s:s}", "orderId", f->order_id, "userId",
+                          json_object_get(order, "userId"), "previousStatus",
+                          order_status_name(ORDER_CONFIRMED), "newStatus",
+                          order_status_name(ORDER_CANCELLED)),
+                f->request_id);
+  return flow_reply(f, json_incref(order));
+}
+
+static const step_t refund_steps[] = {
+    [REFUND_LOAD] = {"load", refund_load},
+    [REFUND_SEND] = {"refund", refund_send},
+    [REFUND_SENT] = {"refunded", refund_sent},
+};
+
+void order_flow_refund(order_svc_t *svc, proto_rpc_call_t *call, const json_t *data) {
+  order_verrs_t errs;
+  order_flow_t *f = flow_new(svc, call, data, "refund_order", refund_steps);
+  if (!f) {
+    proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory");
+    return;
+  }
+  if (order_validate_id(f->data, &f->id_in, &errs) != 0) {
+    f->result = order_result_invalid(&errs);
+    f->step = FLOW_END;
+  } else {
+    f->step = REFUND_LOAD;
+  }
+  flow_run(f);
+}

@@ -1,0 +1,716 @@
+/* test_flow.c: create_order, refund_order and update_order_status end to end
+ * on one loop: the order handlers on a real RPC server, fake user and payment
+ * services on another, a test client calling the order server. Covers every
+ * branch of the payment outcome (confirmed, declined, rejected, unavailable,
+ * unknown), the user check (404, 503, 504), the busy guard while a payment is
+ * in flight, the events published, and the status machine over RPC. Every
+ * test arms a watchdog and ends with uv_loop_close() == 0.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "order.h"
+#include "proto/error.h"
+#include "proto/log.h"
+#include "proto/packet.h"
+
+#define WATCHDOG_MS 20000
+#define HELD_MAX 8
+
+typedef struct fixture {
+  uv_loop_t loop;
+  uv_timer_t watchdog;
+  char dir[256];
+  order_store_t *store;
+  proto_rpc_server_t *fake;        /* the fake user + payment services */
+  proto_rpc_server_t *srv;         /* the order service */
+  proto_rpc_client_t *user;        /* order -> fake */
+  proto_rpc_client_t *payment;     /* order -> fake */
+  proto_rpc_client_t *dead;        /* a client to a port nobody listens on */
+  proto_rpc_client_t *cli;         /* test -> order */
+  order_svc_t svc;
+  json_t *events;                  /* [{pattern, data, requestId}] published */
+  json_t *payments;                /* process_payment data received by the fake */
+  json_t *refunds;                 /* refund_payment data received by the fake */
+  char last_payment_rid[64];       /* requestId metadata of the last process_payment */
+  proto_rpc_call_t *held[HELD_MAX];/* fake calls left unanswered ("hold") */
+  size_t nheld;
+  int refund_mode;                 /* 0 ok, 1 reject (400), 2 hold */
+} fixture_t;
+
+typedef struct result {
+  int done;
+  int status;
+  json_t *response;
+  json_t *err;
+} result_t;
+
+static void on_watchdog(uv_timer_t *t) {
+  (void)t;
+  fail_msg("watchdog: test did not finish in time");
+}
+
+/* --- the fakes ------------------------------------------------------------------ */
+
+static void hold(fixture_t *f, proto_rpc_call_t *call) {
+  assert_true(f->nheld < HELD_MAX);
+  f->held[f->nheld++] = call;
+}
+
+static void fake_get_user(proto_rpc_call_t *call, const json_t *data, void *ctx) {
+  fixture_t *f = ctx;
+  const char *id = json_string_value(json_object_get(data, "id"));
+  if (id && strcmp(id, "user_missing") == 0)
+    proto_rpc_call_fail(call, 404, "USER_NOT_FOUND", "User not found");
+  else if (id && strcmp(id, "user_hold") == 0)
+    hold(f, call);
+  else if (id && strcmp(id, "user_broken") == 0)
+    proto_rpc_call_fail(call, 500, "STORAGE_ERROR", "Storage error");
+  else
+    proto_rpc_call_reply(call, json_pack("{s:s, s:s, s:s}", "id", id ? id : "", "email",
+                                         "a@example.com", "name", "Ada"));
+}
+
+static json_t *payment_object(const json_t *data, const char *status, const char *reason) {
+  char pid[PROTO_ID_MAX + 8];
+  snprintf(pid, sizeof(pid), "pay_%s", json_string_value(json_object_get(data, "orderId")));
+  return json_pack("{s:s, s:O, s:O, s:s, s:s?}", "id", pid, "orderId",
+                   json_object_get(data, "orderId"), "amount", json_object_get(data, "amount"),
+                   "status", status, "reason", reason);
+}
+
+static void fake_process_payment(proto_rpc_call_t *call, const json_t *data, void *ctx) {
+  fixture_t *f = ctx;
+  const char *m = json_string_value(json_object_get(data, "paymentMethod"));
+  const char *rid = proto_rpc_call_request_id(call);
+  json_array_append(f->payments, (json_t *)data);
+  snprintf(f->last_payment_rid, sizeof(f->last_payment_rid), "%s", rid ? rid : "");
+  if (!m)
+    m = "";
+  if (strcmp(m, "tok_visa") == 0)
+    proto_rpc_call_reply(call, payment_object(data, "succeeded", NULL));
+  else if (strcmp(m, "tok_chargeDeclined") == 0)
+    proto_rpc_call_reply(call, payment_object(data, "declined", "card_declined"));
+  else if (strcmp(m, "tok_hold") == 0)
+    hold(f, call);
+  else if (strcmp(m, "tok_boom") == 0)
+    proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Payment processor exploded");
+  else if (strcmp(m, "tok_weird") == 0)
+    proto_rpc_call_reply(call, json_pack("{s:s}", "status", "mystery"));
+  else
+    proto_rpc_call_reply_err(
+        call, proto_error_object(400, "INVALID_PAYMENT_METHOD", "Unknown payment method",
+                                 json_pack("[{s:s, s:s}]", "field", "paymentMethod",
+                                           "message", "is not a known payment method")));
+}
+
+static void fake_refund_payment(proto_rpc_call_t *call, const json_t *data, void *ctx) {
+  fixture_t *f = ctx;
+  json_array_append(f->refunds, (json_t *)data);
+  if (f->refund_mode == 1)
+    proto_rpc_call_fail(call, 409, "NOT_REFUNDABLE", "Payment cannot be refunded");
+  else if (f->refund_mode == 2)
+    hold(f, call);
+  else
+    proto_rpc_call_reply(call, json_pack("{s:O, s:s}", "orderId",
+                                         json_object_get(data, "orderId"), "status",
+                                         "refunded"));
+}
+
+static void answer_held(fixture_t *f, json_t *response) {
+  for (size_t i = 0; i < f->nheld; i++)
+    proto_rpc_call_reply(f->held[i], i == 0 && response ? response : json_null());
+  f->nheld = 0;
+}
+
+/* --- event recorder -------------------------------------------------------------- */
+
+static int record_event(void *arg, const char *pattern, json_t *data, const char *request_id) {
+  fixture_t *f = arg;
+  json_array_append_new(f->events, json_pack("{s:s, s:o, s:s?}", "pattern", pattern, "data",
+                                             data, "requestId", request_id));
+  return 0;
+}
+
+/* --- fixture --------------------------------------------------------------------- */
+
+static void on_server_done(void *arg) {
+  *(proto_rpc_server_t **)arg = NULL;
+}
+
+static void stop_server(fixture_t *f, proto_rpc_server_t **srv) {
+  proto_rpc_server_shutdown(*srv, 1000, on_server_done, srv);
+  while (*srv)
+    uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+static int setup(void **state) {
+  fixture_t *f = calloc(1, sizeof(*f));
+  const char *tmp = getenv("TMPDIR");
+  proto_log_set_level(PROTO_LOG_ERROR);
+  assert_int_equal(uv_loop_init(&f->loop), 0);
+  assert_int_equal(uv_timer_init(&f->loop, &f->watchdog), 0);
+  uv_timer_start(&f->watchdog, on_watchdog, WATCHDOG_MS, 0);
+  snprintf(f->dir, sizeof(f->dir), "%s/order-flow-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  assert_non_null(mkdtemp(f->dir));
+  assert_int_equal(order_store_open(f->dir, ORDER_SYNC_NORMAL, &f->store), 0);
+  f->events = json_array();
+  f->payments = json_array();
+  f->refunds = json_array();
+
+  /* A port nobody listens on: a server's, once it is gone. */
+  proto_rpc_server_t *gone = proto_rpc_server_new(&f->loop, NULL);
+  assert_int_equal(proto_rpc_server_listen(gone, "127.0.0.1", 0), 0);
+  int dead_port = proto_rpc_server_port(gone);
+  stop_server(f, &gone);
+
+  f->fake = proto_rpc_server_new(&f->loop, NULL);
+  assert_non_null(f->fake);
+  assert_int_equal(proto_rpc_server_handle_cmd(f->fake, "get_user", fake_get_user, f), 0);
+  assert_int_equal(
+      proto_rpc_server_handle_cmd(f->fake, "process_payment", fake_process_payment, f), 0);
+  assert_int_equal(
+      proto_rpc_server_handle_cmd(f->fake, "refund_payment", fake_refund_payment, f), 0);
+  assert_int_equal(proto_rpc_server_listen(f->fake, "127.0.0.1", 0), 0);
+  int fake_port = proto_rpc_server_port(f->fake);
+
+  proto_rpc_client_opts_t o = {.timeout_ms = 3000, .backoff_min_ms = 10, .backoff_max_ms = 40};
+  f->user = proto_rpc_client_new(&f->loop, "user", "127.0.0.1", fake_port, &o);
+  f->payment = proto_rpc_client_new(&f->loop, "payment", "127.0.0.1", fake_port, &o);
+  f->dead = proto_rpc_client_new(&f->loop, "dead", "127.0.0.1", dead_port, &o);
+  assert_non_null(f->user);
+  assert_non_null(f->payment);
+  assert_non_null(f->dead);
+  order_svc_init(&f->svc, f->store, f->user, f->payment, NULL, 3000);
+  f->svc.publish = record_event;
+  f->svc.publish_arg = f;
+
+  f->srv = proto_rpc_server_new(&f->loop, NULL);
+  assert_non_null(f->srv);
+  assert_int_equal(order_handlers_register(f->srv, &f->svc), 0);
+  assert_int_equal(proto_rpc_server_listen(f->srv, "127.0.0.1", 0), 0);
+  proto_rpc_client_opts_t co = {.timeout_ms = 8000};
+  f->cli = proto_rpc_client_new(&f->loop, "test", "127.0.0.1", proto_rpc_server_port(f->srv),
+                                &co);
+  assert_non_null(f->cli);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  static const char *const files[] = {"order.db", "order.db-wal", "order.db-shm"};
+  fixture_t *f = *state;
+  char p[400];
+  proto_rpc_client_close(f->cli);
+  answer_held(f, NULL);
+  stop_server(f, &f->srv);   /* waits for flows still in flight */
+  assert_int_equal(f->svc.nflows, 0);
+  proto_rpc_client_close(f->user);
+  proto_rpc_client_close(f->payment);
+  proto_rpc_client_close(f->dead);
+  answer_held(f, NULL);
+  stop_server(f, &f->fake);
+  uv_close((uv_handle_t *)&f->watchdog, NULL);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&f->loop), 0);
+  order_store_close(f->store);
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
+    unlink(p);
+  }
+  rmdir(f->dir);
+  json_decref(f->events);
+  json_decref(f->payments);
+  json_decref(f->refunds);
+  free(f);
+  return 0;
+}
+
+/* --- calling the order service ------------------------------------------------------ */
+
+static void on_result(const proto_rpc_result_t *res, void *arg) {
+  result_t *r = arg;
+  assert_int_equal(r->done, 0); /* exactly once */
+  r->done = 1;
+  r->status = res->status;
+  r->response = res->response ? json_deep_copy(res->response) : NULL;
+  r->err = res->err ? json_deep_copy(res->err) : NULL;
+}
+
+static void send_cmd(fixture_t *f, const char *cmd, json_t *data, const char *rid,
+                     result_t *r) {
+  memset(r, 0, sizeof(*r));
+  assert_int_equal(proto_rpc_client_send(f->cli, cmd, data, rid, 0, on_result, r), 0);
+}
+
+static void wait_result(fixture_t *f, result_t *r) {
+  while (!r->done)
+    uv_run(&f->loop, UV_RUN_ONCE);
+}
+
+static result_t call(fixture_t *f, const char *cmd, json_t *data, const char *rid) {
+  result_t r;
+  send_cmd(f, cmd, data, rid, &r);
+  wait_result(f, &r);
+  return r;
+}
+
+static void result_clear(result_t *r) {
+  json_decref(r->response);
+  json_decref(r->err);
+  memset(r, 0, sizeof(*r));
+}
+
+static json_t *order_body(const char *user, const char *method) {
+  return json_pack("{s:s, s:[{s:s, s:i, s:i}, {s:s, s:i, s:i}], s:s}", "userId", user, "items",
+                   "productId", "prod-1", "quantity", 2, "price", 1999, "productId", "prod-2", "quantity",
+                   3, "price", 250, "paymentMethod", method);
+}
+
+static const char *str(const json_t *obj, const char *key) {
+  const char *v = json_string_value(json_object_get(obj, key));
+  if (!v)
+    fail_msg("no string '%s' in %s", key, json_dumps(obj, JSON_COMPACT | JSON_ENCODE_ANY));
+  return v;
+}
+
+static void assert_ok(const result_t *r) {
+  if (r->status != PROTO_OK) {
+    char *e = r->err ? json_dumps(r->err, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    fail_msg("expected success, got %s %s", proto_err_name(r->status), e ? e : "");
+  }
+}
+
+static void assert_err(const result_t *r, int status, const char *code) {
+  if (r->status != PROTO_EREMOTE)
+    fail_msg("expected an error reply %d, got %s", status, proto_err_name(r->status));
+  assert_int_equal(json_integer_value(json_object_get(r->err, "statusCode")), status);
+  assert_string_equal(str(r->err, "code"), code);
+}
+
+static json_t *get_order(fixture_t *f, const char *id) {
+  result_t r = call(f, "get_order", json_pack("{s:s}", "id", id), NULL);
+  assert_ok(&r);
+  json_t *o = r.response;
+  r.response = NULL;
+  result_clear(&r);
+  return o;
+}
+
+/* The order id named in a message such as "... order order_x stays pending". */
+static void id_in_message(const json_t *err, char out[PROTO_ID_MAX]) {
+  const char *m = str(err, "message");
+  const char *p = strstr(m, ORDER_ID_PREFIX);
+  assert_non_null(p);
+  size_t n = strlen(ORDER_ID_PREFIX) + 32;
+  assert_true(strlen(p) >= n);
+  memcpy(out, p, n);
+  out[n] = '\0';
+}
+
+/* --- create_order ------------------------------------------------------------------ */
+
+static void test_create_confirmed(void **state) {
+  fixture_t *f = *state;
+  result_t r = call(f, "create_order", order_body("user_1", "tok_visa"), "req-create");
+  assert_ok(&r);
+  json_t *o = r.response;
+  assert_string_equal(str(o, "status"), "confirmed");
+  assert_int_equal(json_integer_value(json_object_get(o, "totalAmount")), 2 * 1999 + 3 * 250);
+  assert_string_equal(str(o, "currency"), "USD");
+  assert_string_equal(str(o, "userId"), "user_1");
+  assert_string_equal(str(o, "paymentMethod"), "tok_visa");
+  assert_true(json_is_null(json_object_get(o, "cancelReason")));
+  char pid[PROTO_ID_MAX + 8];
+  snprintf(pid, sizeof(pid), "pay_%s", str(o, "id"));
+  assert_string_equal(str(o, "paymentId"), pid);
+  assert_int_equal(json_array_size(json_object_get(o, "items")), 2);
+
+  /* The payment service got the exact amount, with the request id. */
+  assert_int_equal(json_array_size(f->payments), 1);
+  json_t *p = json_array_get(f->payments, 0);
+  assert_string_equal(str(p, "orderId"), str(o, "id"));
+  assert_string_equal(str(p, "userId"), "user_1");
+  assert_int_equal(json_integer_value(json_object_get(p, "amount")), 4748);
+  assert_string_equal(str(p, "currency"), "USD");
+  assert_string_equal(str(p, "paymentMethod"), "tok_visa");
+  assert_int_equal(json_object_size(p), 5);
+  assert_string_equal(f->last_payment_rid, "req-create");
+
+  /* One event: order_created; the internal transition publishes nothing. */
+  assert_int_equal(json_array_size(f->events), 1);
+  json_t *ev = json_array_get(f->events, 0);
+  assert_string_equal(str(ev, "pattern"), "order_created");
+  assert_string_equal(str(ev, "requestId"), "req-create");
+  json_t *d = json_object_get(ev, "data");
+  assert_string_equal(str(d, "orderId"), str(o, "id"));
+  assert_int_equal(json_integer_value(json_object_get(d, "totalAmount")), 4748);
+  assert_string_equal(str(d, "currency"), "USD");
+  assert_true(json_equal(json_object_get(d, "items"), json_object_get(o, "items")));
+  assert_int_equal(json_object_size(d), 5);
+
+  json_t *got = get_order(f, str(o, "id"));
+  assert_true(json_equal(got, o));
+  json_decref(got);
+  assert_int_equal(f->svc.nflows, 0);
+  result_clear(&r);
+}
+
+static void test_create_declined_is_cancelled(void **state) {
+  fixture_t *f = *state;
+  json_t *body = order_body("user_1", "tok_chargeDeclined");
+  json_object_set_new(body, "currency", json_string("EUR"));
+  result_t r = call(f, "create_order", body, NULL);
+  assert_ok(&r);
+  assert_string_equal(str(r.response, "status"), "cancelled");
+  assert_string_equal(str(r.response, "cancelReason"), "card_declined");
+  assert_string_equal(str(r.response, "currency"), "EUR");
+  assert_true(json_is_null(json_object_get(r.response, "paymentId")));
+  assert_string_equal(str(json_array_get(f->payments, 0), "currency"), "EUR");
+  assert_int_equal(json_array_size(f->events), 1); /* order_created only */
+  result_clear(&r);
+}
+
+static void test_create_unknown_user(void **state) {
+  fixture_t *f = *state;
+  result_t r = call(f, "create_order", order_body("user_missing", "tok_visa"), NULL);
+  assert_err(&r, 404, "USER_NOT_FOUND");
+  assert_string_equal(str(r.err, "message"), "User not found");
+  assert_int_equal(json_array_size(f->payments), 0);
+  assert_int_equal(json_array_size(f->events), 0);
+  result_clear(&r);
+  r = call(f, "get_orders", json_pack("{s:s}", "userId", "user_missing"), NULL);
+  assert_ok(&r);
+  assert_int_equal(json_integer_value(json_object_get(r.response, "total")), 0);
+  result_clear(&r);
+}
+
+static void test_create_user_service_down(void **state) {
+  fixture_t *f = *state;
+  f->svc.user = f->dead;
+  result_t r = call(f, "create_order", order_body("user_1", "tok_visa"), NULL);
+  assert_err(&r, 503, "USER_SERVICE_UNAVAILABLE");
+  assert_int_equal(json_array_size(f->payments), 0);
+  result_clear(&r);
+}
+
+static void test_create_user_service_timeout_and_error(void **state) {
+  fixture_t *f = *state;
+  f->svc.rpc_timeout_ms = 150;
+  result_t r = call(f, "create_order", order_body("user_hold", "tok_visa"), NULL);
+  assert_err(&r, 504, "USER_SERVICE_TIMEOUT");
+  result_clear(&r);
+  r = call(f, "create_order", order_body("user_broken", "tok_visa"), NULL);
+  assert_err(&r, 502, "USER_SERVICE_ERROR");
+  result_clear(&r);
+  assert_int_equal(json_array_size(f->events), 0);
+}
+
+static void test_create_payment_rejected_4xx(void **state) {
+  fixture_t *f = *state;
+  result_t r = call(f, "create_order", order_body("user_1", "tok_unknown"), NULL);
+  /* The payment service's own 400 is the answer, details and all. */
+  assert_err(&r, 400, "INVALID_PAYMENT_METHOD");
+  assert_string_equal(str(r.err, "message"), "Unknown payment method");
+  assert_string_equal(str(json_array_get(json_object_get(r.err, "details"), 0), "field"),
+                      "paymentMethod");
+  /* ...and the order it had stored is cancelled with that message. */
+  const char *id = str(json_array_get(f->payments, 0), "orderId");
+  json_t *o = get_order(f, id);
+  assert_string_equal(str(o, "status"), "cancelled");
+  assert_string_equal(str(o, "cancelReason"), "Unknown payment method");
+  json_decref(o);
+  result_clear(&r);
+}
+
+static void test_create_payment_unavailable(void **state) {
+  fixture_t *f = *state;
+  f->svc.payment = f->dead;
+  result_t r = call(f, "create_order", order_body("user_1", "tok_visa"), NULL);
+  assert_err(&r, 503, "PAYMENT_SERVICE_UNAVAILABLE");
+  char id[PROTO_ID_MAX];
+  id_in_message(r.err, id);
+  json_t *o = get_order(f, id);
+  assert_string_equal(str(o, "status"), "cancelled");
+  assert_string_equal(str(o, "cancelReason"), "payment_unavailable");
+  json_decref(o);
+  result_clear(&r);
+}
+
+static void test_create_payment_timeout_leaves_pending(void **state) {
+  fixture_t *f = *state;
+  f->svc.rpc_timeout_ms = 150;
+  result_t r = call(f, "create_order", order_body("user_1", "tok_hold"), NULL);
+  assert_err(&r, 504, "PAYMENT_TIMEOUT");
+  char id[PROTO_ID_MAX];
+  id_in_message(r.err, id);
+  json_t *o = get_order(f, id);
+  assert_string_equal(str(o, "status"), "pending");
+  json_decref(o);
+  /* No longer busy once the flow ended: an operator may settle it. */
+  result_clear(&r);
+  r = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", id, "status", "cancelled"),
+           NULL);
+  assert_ok(&r);
+  assert_string_equal(str(r.response, "cancelReason"), ORDER_REASON_REQUESTED);
+  result_clear(&r);
+}
+
+static void test_create_payment_5xx_and_weird_reply_leave_pending(void **state) {
+  fixture_t *f = *state;
+  const char *methods[] = {"tok_boom", "tok_weird"};
+  for (size_t i = 0; i < 2; i++) {
+    result_t r = call(f, "create_order", order_body("user_1", methods[i]), NULL);
+    assert_err(&r, 502, "PAYMENT_SERVICE_ERROR");
+    char id[PROTO_ID_MAX];
+    id_in_message(r.err, id);
+    json_t *o = get_order(f, id);
+    assert_string_equal(str(o, "status"), "pending");
+    json_decref(o);
+    result_clear(&r);
+  }
+}
+
+static void test_order_busy_while_payment_in_flight(void **state) {
+  fixture_t *f = *state;
+  result_t create, upd, refund;
+  send_cmd(f, "create_order", order_body("user_1", "tok_hold"), "req-slow", &create);
+  while (f->nheld == 0)
+    uv_run(&f->loop, UV_RUN_ONCE);
+  assert_int_equal(f->svc.nflows, 1);
+  const char *id = str(json_array_get(f->payments, 0), "orderId");
+  upd = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", id, "status", "confirmed"),
+             NULL);
+  assert_err(&upd, 409, "ORDER_BUSY");
+  refund = call(f, "refund_order", json_pack("{s:s}", "id", id), NULL);
+  assert_err(&refund, 409, "ORDER_BUSY");
+  json_t *pending = get_order(f, id);
+  assert_string_equal(str(pending, "status"), "pending");
+  /* The payment answers late but within the deadline: confirmed. */
+  answer_held(f, payment_object(json_array_get(f->payments, 0), "succeeded", NULL));
+  wait_result(f, &create);
+  assert_ok(&create);
+  assert_string_equal(str(create.response, "status"), "confirmed");
+  json_decref(pending);
+  result_clear(&create);
+  result_clear(&upd);
+  result_clear(&refund);
+}
+
+static void test_create_validation_names_fields(void **state) {
+  fixture_t *f = *state;
+  json_t *body = order_body("user_1", "tok_visa");
+  json_object_set_new(body, "coupon", json_string("FREE"));
+  json_object_set_new(json_array_get(json_object_get(body, "items"), 0), "price",
+                      json_real(19.99));
+  result_t r = call(f, "create_order", body, NULL);
+  assert_err(&r, 400, "VALIDATION_FAILED");
+  const char *m = str(r.err, "message");
+  assert_non_null(strstr(m, "items[0].price"));
+  assert_non_null(strstr(m, "coupon is not allowed"));
+  assert_int_equal(json_array_size(f->events), 0);
+  result_clear(&r);
+}
+
+/* --- status changes and refunds --------------------------------------------------------- */
+
+static char *create_confirmed(fixture_t *f) {
+  static char id[PROTO_ID_MAX];
+  result_t r = call(f, "create_order", order_body("user_1", "tok_visa"), NULL);
+  assert_ok(&r);
+  assert_string_equal(str(r.response, "status"), "confirmed");
+  snprintf(id, sizeof(id), "%s", str(r.response, "id"));
+  result_clear(&r);
+  return id;
+}
+
+static void assert_status_event(fixture_t *f, size_t index, const char *id, const char *prev,
+                                const char *next, const char *rid) {
+  json_t *ev = json_array_get(f->events, index);
+  assert_non_null(ev);
+  assert_string_equal(str(ev, "pattern"), "order_status_changed");
+  json_t *d = json_object_get(ev, "data");
+  assert_string_equal(str(d, "orderId"), id);
+  assert_string_equal(str(d, "userId"), "user_1");
+  assert_string_equal(str(d, "previousStatus"), prev);
+  assert_string_equal(str(d, "newStatus"), next);
+  assert_int_equal(json_object_size(d), 4);
+  if (rid)
+    assert_string_equal(str(ev, "requestId"), rid);
+}
+
+static void test_status_changes(void **state) {
+  fixture_t *f = *state;
+  char *id = create_confirmed(f);
+  size_t base = json_array_size(f->events);
+  result_t r = call(f, "update_order_status",
+                    json_pack("{s:s, s:s}", "id", id, "status", "shipped"), "req-ship");
+  assert_ok(&r);
+  assert_string_equal(str(r.response, "status"), "shipped");
+  result_clear(&r);
+  assert_status_event(f, base, id, "confirmed", "shipped", "req-ship");
+
+  /* shipped -> cancelled is illegal: 409 naming both, nothing published */
+  r = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", id, "status", "cancelled"),
+           NULL);
+  assert_err(&r, 409, "ILLEGAL_TRANSITION");
+  assert_string_equal(str(r.err, "message"), "Cannot change order status from shipped to cancelled");
+  result_clear(&r);
+  r = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", id, "status", "shipped"),
+           NULL);
+  assert_err(&r, 409, "ILLEGAL_TRANSITION");
+  result_clear(&r);
+  assert_int_equal(json_array_size(f->events), base + 1);
+
+  r = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", id, "status", "delivered"),
+           NULL);
+  assert_ok(&r);
+  result_clear(&r);
+  assert_status_event(f, base + 1, id, "shipped", "delivered", NULL);
+
+  r = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", id, "status", "lost"), NULL);
+  assert_err(&r, 400, "VALIDATION_FAILED");
+  result_clear(&r);
+  r = call(f, "update_order_status",
+           json_pack("{s:s, s:s}", "id", "order_nope", "status", "shipped"), NULL);
+  assert_err(&r, 404, "ORDER_NOT_FOUND");
+  result_clear(&r);
+}
+
+static void test_refund_confirmed(void **state) {
+  fixture_t *f = *state;
+  char *id = create_confirmed(f);
+  size_t base = json_array_size(f->events);
+  result_t r = call(f, "refund_order", json_pack("{s:s}", "id", id), "req-refund");
+  assert_ok(&r);
+  assert_string_equal(str(r.response, "status"), "cancelled");
+  assert_string_equal(str(r.response, "cancelReason"), "refunded");
+  assert_non_null(json_string_value(json_object_get(r.response, "paymentId")));
+  assert_string_equal(str(json_array_get(f->refunds, 0), "orderId"), id);
+  assert_int_equal(json_object_size(json_array_get(f->refunds, 0)), 1);
+  assert_status_event(f, base, id, "confirmed", "cancelled", "req-refund");
+  result_clear(&r);
+  /* twice: no longer confirmed */
+  r = call(f, "refund_order", json_pack("{s:s}", "id", id), NULL);
+  assert_err(&r, 409, "NOT_REFUNDABLE");
+  result_clear(&r);
+  assert_int_equal(json_array_size(f->refunds), 1);
+}
+
+static void test_refund_refused_cases(void **state) {
+  fixture_t *f = *state;
+  char *id = create_confirmed(f);
+  char keep[PROTO_ID_MAX];
+  snprintf(keep, sizeof(keep), "%s", id);
+
+  /* payment down: 503, order unchanged */
+  f->svc.payment = f->dead;
+  result_t r = call(f, "refund_order", json_pack("{s:s}", "id", keep), NULL);
+  assert_err(&r, 503, "PAYMENT_SERVICE_UNAVAILABLE");
+  result_clear(&r);
+  json_t *o = get_order(f, keep);
+  assert_string_equal(str(o, "status"), "confirmed");
+  json_decref(o);
+  f->svc.payment = f->payment;
+
+  /* payment refuses: its 4xx, order unchanged */
+  f->refund_mode = 1;
+  r = call(f, "refund_order", json_pack("{s:s}", "id", keep), NULL);
+  assert_err(&r, 409, "NOT_REFUNDABLE");
+  assert_string_equal(str(r.err, "message"), "Payment cannot be refunded");
+  result_clear(&r);
+
+  /* payment silent: 504, order unchanged */
+  f->refund_mode = 2;
+  f->svc.rpc_timeout_ms = 150;
+  r = call(f, "refund_order", json_pack("{s:s}", "id", keep), NULL);
+  assert_err(&r, 504, "PAYMENT_TIMEOUT");
+  result_clear(&r);
+  o = get_order(f, keep);
+  assert_string_equal(str(o, "status"), "confirmed");
+  json_decref(o);
+  f->refund_mode = 0;
+
+  /* shipped: 409 without calling the payment service */
+  size_t refunds = json_array_size(f->refunds);
+  r = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", keep, "status", "shipped"),
+           NULL);
+  assert_ok(&r);
+  result_clear(&r);
+  r = call(f, "refund_order", json_pack("{s:s}", "id", keep), NULL);
+  assert_err(&r, 409, "NOT_REFUNDABLE");
+  assert_non_null(strstr(str(r.err, "message"), "shipped"));
+  result_clear(&r);
+  assert_int_equal(json_array_size(f->refunds), refunds);
+
+  r = call(f, "refund_order", json_pack("{s:s}", "id", "order_nope"), NULL);
+  assert_err(&r, 404, "ORDER_NOT_FOUND");
+  result_clear(&r);
+  r = call(f, "refund_order", json_pack("{s:s, s:b}", "id", keep, "force", 1), NULL);
+  assert_err(&r, 400, "VALIDATION_FAILED");
+  result_clear(&r);
+}
+
+/* --- reads and health ----------------------------------------------------------------- */
+
+static void test_get_orders_and_health(void **state) {
+  fixture_t *f = *state;
+  for (int i = 0; i < 3; i++)
+    create_confirmed(f);
+  result_t r = call(f, "get_orders",
+                    json_pack("{s:s, s:i, s:i}", "userId", "user_1", "page", 2, "limit", 2), NULL);
+  assert_ok(&r);
+  assert_int_equal(json_integer_value(json_object_get(r.response, "total")), 3);
+  assert_int_equal(json_integer_value(json_object_get(r.response, "page")), 2);
+  assert_int_equal(json_integer_value(json_object_get(r.response, "limit")), 2);
+  assert_int_equal(json_array_size(json_object_get(r.response, "orders")), 1);
+  result_clear(&r);
+  r = call(f, "get_order", json_pack("{s:s}", "id", "order_nope"), NULL);
+  assert_err(&r, 404, "ORDER_NOT_FOUND");
+  assert_string_equal(str(r.err, "message"), "Order not found");
+  result_clear(&r);
+
+  r = call(f, "health", NULL, NULL);
+  assert_ok(&r);
+  assert_string_equal(str(r.response, "status"), "ok");
+  assert_string_equal(str(r.response, "service"), "order");
+  assert_string_equal(str(r.response, "db"), "ok");
+  assert_true(json_is_null(json_object_get(r.response, "redis")));
+  json_t *up = json_object_get(r.response, "upstreams");
+  assert_true(json_is_true(json_object_get(up, "user")));
+  assert_true(json_is_true(json_object_get(up, "payment")));
+  result_clear(&r);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_create_confirmed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_create_declined_is_cancelled, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_create_unknown_user, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_create_user_service_down, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_create_user_service_timeout_and_error, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_create_payment_rejected_4xx, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_create_payment_unavailable, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_create_payment_timeout_leaves_pending, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_create_payment_5xx_and_weird_reply_leave_pending,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_order_busy_while_payment_in_flight, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_create_validation_names_fields, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_status_changes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_refund_confirmed, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_refund_refused_cases, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_get_orders_and_health, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

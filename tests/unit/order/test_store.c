@@ -1,0 +1,289 @@
+/* test_store.c: the order store (store.c) on a fresh temporary DATA_DIR per
+ * test: schema and settings, create/get with items, pagination (newest first,
+ * per user, capped pages), the atomic status transition (conflict when the
+ * status moved, not found), persistence across a reopen, and refusal of a
+ * newer schema.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "order.h"
+#include "proto/log.h"
+
+typedef struct fixture {
+  char root[256];      /* mkdtemp directory */
+  char dir[300];       /* DATA_DIR: root/data/order, created by the store */
+  order_store_t *store;
+} fixture_t;
+
+static int setup(void **state) {
+  fixture_t *f = calloc(1, sizeof(*f));
+  const char *tmp = getenv("TMPDIR");
+  if (!f)
+    return -1;
+  proto_log_set_level(PROTO_LOG_ERROR);
+  snprintf(f->root, sizeof(f->root), "%s/order-store-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(f->root))
+    return -1;
+  snprintf(f->dir, sizeof(f->dir), "%s/data/order", f->root);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  static const char *const files[] = {"order.db", "order.db-wal", "order.db-shm"};
+  fixture_t *f = *state;
+  char p[400];
+  order_store_close(f->store);
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
+    unlink(p);
+  }
+  rmdir(f->dir);
+  snprintf(p, sizeof(p), "%s/data", f->root);
+  rmdir(p);
+  rmdir(f->root);
+  free(f);
+  return 0;
+}
+
+static order_store_t *open_store(fixture_t *f) {
+  order_store_close(f->store);
+  f->store = NULL;
+  assert_int_equal(order_store_open(f->dir, ORDER_SYNC_FULL, &f->store), 0);
+  assert_non_null(f->store);
+  return f->store;
+}
+
+static const char *str(const json_t *obj, const char *key) {
+  const char *v = json_string_value(json_object_get(obj, key));
+  if (!v)
+    fail_msg("no string '%s'", key);
+  return v;
+}
+
+static json_int_t num(const json_t *obj, const char *key) {
+  const json_t *v = json_object_get(obj, key);
+  if (!json_is_integer(v))
+    fail_msg("no integer '%s'", key);
+  return json_integer_value(v);
+}
+
+/* A pending order for user with n items (quantity i+1, price 100 * (i+1)). */
+static json_t *create(order_store_t *s, const char *user, size_t n) {
+  static order_create_input_t in;
+  static char pids[ORDER_ITEMS_MAX][32];
+  memset(&in, 0, sizeof(in));
+  in.user_id = user;
+  in.user_id_len = strlen(user);
+  in.payment_method = "tok_visa";
+  in.payment_method_len = 8;
+  memcpy(in.currency, "EUR", 4);
+  in.n_items = n;
+  for (size_t i = 0; i < n; i++) {
+    snprintf(pids[i], sizeof(pids[i]), "prod-%zu", i);
+    in.items[i] = (order_item_input_t){pids[i], strlen(pids[i]), (int64_t)i + 1,
+                                       100 * ((int64_t)i + 1)};
+    assert_int_equal(order_total_add(&in.total, in.items[i].quantity, in.items[i].price), 0);
+  }
+  json_t *o = NULL;
+  assert_int_equal(order_store_create(s, &in, &o), 0);
+  assert_non_null(o);
+  return o;
+}
+
+static void test_open_settings_and_schema(void **state) {
+  fixture_t *f = *state;
+  char mode[16];
+  int sync = -1;
+  open_store(f);
+  assert_int_equal(order_store_settings(f->store, mode, sizeof(mode), &sync), 0);
+  assert_string_equal(mode, "wal");
+  assert_int_equal(sync, ORDER_SYNC_FULL);
+  assert_int_equal(order_store_ping(f->store), 0);
+  assert_int_equal(order_sync_parse("normal"), ORDER_SYNC_NORMAL);
+  assert_int_equal(order_sync_parse("EXTRA"), ORDER_SYNC_EXTRA);
+  assert_int_equal(order_sync_parse("off"), -1);
+  order_store_t *bad = NULL;
+  assert_int_equal(order_store_open(f->dir, (order_sync_t)0, &bad), ORDER_STORE_EINVAL);
+  assert_null(bad);
+}
+
+static void test_create_then_get(void **state) {
+  fixture_t *f = *state;
+  open_store(f);
+  json_t *o = create(f->store, "user_a", 3);
+  const char *id = str(o, "id");
+  assert_int_equal(strlen(id), strlen(ORDER_ID_PREFIX) + 32);
+  assert_memory_equal(id, ORDER_ID_PREFIX, strlen(ORDER_ID_PREFIX));
+  assert_string_equal(str(o, "status"), "pending");
+  assert_string_equal(str(o, "currency"), "EUR");
+  assert_int_equal(num(o, "totalAmount"), 100 * 1 + 200 * 2 + 300 * 3);
+  assert_true(json_is_null(json_object_get(o, "paymentId")));
+  assert_true(json_is_null(json_object_get(o, "cancelReason")));
+  assert_string_equal(str(o, "createdAt"), str(o, "updatedAt"));
+
+  json_t *got = NULL;
+  assert_int_equal(order_store_get(f->store, id, strlen(id), &got), 0);
+  /* What was answered at creation is exactly what is stored. */
+  assert_true(json_equal(o, got));
+  json_t *items = json_object_get(got, "items");
+  assert_int_equal(json_array_size(items), 3);
+  assert_string_equal(str(json_array_get(items, 2), "productId"), "prod-2");
+  assert_int_equal(num(json_array_get(items, 2), "quantity"), 3);
+  assert_int_equal(num(json_array_get(items, 2), "price"), 300);
+  json_decref(got);
+
+  assert_int_equal(order_store_get(f->store, "order_nope", 10, &got), ORDER_STORE_NOT_FOUND);
+  assert_null(got);
+  json_decref(o);
+}
+
+static void test_list_newest_first_per_user(void **state) {
+  fixture_t *f = *state;
+  enum { N = 7 };
+  char ids[N][PROTO_ID_MAX];
+  open_store(f);
+  for (int i = 0; i < N; i++) {
+    json_t *o = create(f->store, "user_a", 1);
+    snprintf(ids[i], sizeof(ids[i]), "%s", str(o, "id"));
+    json_decref(o);
+    json_decref(create(f->store, "user_b", 2)); /* interleaved: must not show up */
+  }
+  json_t *page = NULL;
+  int64_t total = -1;
+  /* page 1 of 3: the three newest, newest first */
+  assert_int_equal(order_store_list_by_user(f->store, "user_a", 6, 1, 3, &page, &total), 0);
+  assert_int_equal(total, N);
+  assert_int_equal(json_array_size(page), 3);
+  for (int i = 0; i < 3; i++) {
+    assert_string_equal(str(json_array_get(page, (size_t)i), "id"), ids[N - 1 - i]);
+    assert_string_equal(str(json_array_get(page, (size_t)i), "userId"), "user_a");
+    assert_int_equal(json_array_size(json_object_get(json_array_get(page, (size_t)i), "items")),
+                     1);
+  }
+  json_decref(page);
+  /* last page: the oldest one */
+  assert_int_equal(order_store_list_by_user(f->store, "user_a", 6, 3, 3, &page, &total), 0);
+  assert_int_equal(json_array_size(page), 1);
+  assert_string_equal(str(json_array_get(page, 0), "id"), ids[0]);
+  json_decref(page);
+  /* past the end: empty, total still right */
+  assert_int_equal(order_store_list_by_user(f->store, "user_a", 6, 4, 3, &page, &total), 0);
+  assert_int_equal(json_array_size(page), 0);
+  assert_int_equal(total, N);
+  json_decref(page);
+  /* unknown user: empty */
+  assert_int_equal(order_store_list_by_user(f->store, "user_z", 6, 1, 10, &page, &total), 0);
+  assert_int_equal(json_array_size(page), 0);
+  assert_int_equal(total, 0);
+  json_decref(page);
+  /* out-of-range arguments are refused, not clamped, at this layer */
+  assert_int_equal(order_store_list_by_user(f->store, "user_a", 6, 0, 3, &page, &total),
+                   ORDER_STORE_EINVAL);
+  assert_int_equal(order_store_list_by_user(f->store, "user_a", 6, 1, ORDER_LIMIT_MAX + 1,
+                                            &page, &total),
+                   ORDER_STORE_EINVAL);
+}
+
+static void test_transition_is_atomic(void **state) {
+  fixture_t *f = *state;
+  open_store(f);
+  json_t *o = create(f->store, "user_a", 1);
+  const char *id = str(o, "id");
+  size_t len = strlen(id);
+  json_t *up = NULL;
+
+  /* the expected status is wrong: nothing changes */
+  assert_int_equal(order_store_transition(f->store, id, len, ORDER_CONFIRMED, ORDER_SHIPPED,
+                                          NULL, NULL, &up),
+                   ORDER_STORE_CONFLICT);
+  assert_null(up);
+
+  assert_int_equal(order_store_transition(f->store, id, len, ORDER_PENDING, ORDER_CONFIRMED,
+                                          "pay_1", NULL, &up),
+                   0);
+  assert_string_equal(str(up, "status"), "confirmed");
+  assert_string_equal(str(up, "paymentId"), "pay_1");
+  assert_true(json_is_null(json_object_get(up, "cancelReason")));
+  assert_true(strcmp(str(up, "updatedAt"), str(o, "createdAt")) >= 0);
+  assert_string_equal(str(up, "createdAt"), str(o, "createdAt"));
+  json_decref(up);
+
+  /* A second writer that read "pending" loses: the status moved. */
+  assert_int_equal(order_store_transition(f->store, id, len, ORDER_PENDING, ORDER_CANCELLED,
+                                          NULL, "late", NULL),
+                   ORDER_STORE_CONFLICT);
+  /* paymentId survives a later transition that does not set it */
+  assert_int_equal(order_store_transition(f->store, id, len, ORDER_CONFIRMED, ORDER_CANCELLED,
+                                          NULL, ORDER_REASON_REFUNDED, &up),
+                   0);
+  assert_string_equal(str(up, "status"), "cancelled");
+  assert_string_equal(str(up, "paymentId"), "pay_1");
+  assert_string_equal(str(up, "cancelReason"), "refunded");
+  json_decref(up);
+
+  assert_int_equal(order_store_transition(f->store, "order_x", 7, ORDER_PENDING,
+                                          ORDER_CONFIRMED, NULL, NULL, NULL),
+                   ORDER_STORE_NOT_FOUND);
+  assert_int_equal(order_store_transition(f->store, id, len, ORDER_PENDING, 42, NULL, NULL,
+                                          NULL),
+                   ORDER_STORE_EINVAL);
+  json_decref(o);
+}
+
+static void test_persists_across_reopen(void **state) {
+  fixture_t *f = *state;
+  open_store(f);
+  json_t *o = create(f->store, "user_a", ORDER_ITEMS_MAX);
+  char id[PROTO_ID_MAX];
+  snprintf(id, sizeof(id), "%s", str(o, "id"));
+  assert_int_equal(order_store_transition(f->store, id, strlen(id), ORDER_PENDING,
+                                          ORDER_CONFIRMED, "pay_9", NULL, NULL),
+                   0);
+  open_store(f);
+  json_t *got = NULL;
+  assert_int_equal(order_store_get(f->store, id, strlen(id), &got), 0);
+  assert_string_equal(str(got, "status"), "confirmed");
+  assert_int_equal(json_array_size(json_object_get(got, "items")), ORDER_ITEMS_MAX);
+  assert_int_equal(num(got, "totalAmount"), num(o, "totalAmount"));
+  json_decref(got);
+  json_decref(o);
+}
+
+static void test_newer_schema_refused(void **state) {
+  fixture_t *f = *state;
+  char path[400];
+  sqlite3 *db = NULL;
+  open_store(f);
+  order_store_close(f->store);
+  f->store = NULL;
+  snprintf(path, sizeof(path), "%s/order.db", f->dir);
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  order_store_t *s = NULL;
+  assert_int_equal(order_store_open(f->dir, ORDER_SYNC_FULL, &s), ORDER_STORE_ERROR);
+  assert_null(s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_open_settings_and_schema, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_create_then_get, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_list_newest_first_per_user, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_transition_is_atomic, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_persists_across_reopen, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
