@@ -1,0 +1,351 @@
+/* test_handlers.c: the payment operations behind the RPC handlers
+ * (handlers.c) on a temporary store: reply objects, the event each operation
+ * asks to publish (and that retries ask for none), the error objects the
+ * gateway sees (status, code, message, details), and storage failures.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "proto/log.h"
+#include "payment.h"
+
+typedef struct fixture {
+  char dir[256];
+  payment_store_t *store;
+  payment_ctx_t ctx;
+  int charges;
+} fixture_t;
+
+static payment_charge_t counting_charge(const payment_process_input_t *in, void *arg) {
+  fixture_t *f = arg;
+  f->charges++;
+  return payment_processor_charge(in, NULL);
+}
+
+static int setup(void **state) {
+  fixture_t *f = calloc(1, sizeof(*f));
+  const char *tmp = getenv("TMPDIR");
+  if (!f)
+    return -1;
+  snprintf(f->dir, sizeof(f->dir), "%s/payment-handlers-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(f->dir) || payment_store_open(f->dir, PAYMENT_SYNC_FULL, &f->store) != 0)
+    return -1;
+  f->ctx = (payment_ctx_t){f->store, NULL, counting_charge, f};
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  static const char *const files[] = {"payment.db", "payment.db-wal", "payment.db-shm"};
+  fixture_t *f = *state;
+  char p[400];
+  payment_store_close(f->store);
+  for (size_t i = 0; i < 3; i++) {
+    snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
+    unlink(p);
+  }
+  rmdir(f->dir);
+  free(f);
+  return 0;
+}
+
+static json_t *parse(const char *text) {
+  json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+  assert_non_null(j);
+  return j;
+}
+
+static void assert_json(const json_t *got, const char *want_text) {
+  json_t *want = parse(want_text);
+  if (!json_equal(got, want)) {
+    char *g = json_dumps(got, JSON_COMPACT | JSON_ENCODE_ANY);
+    fail_msg("got %s, want %s", g ? g : "NULL", want_text);
+  }
+  json_decref(want);
+}
+
+/* r is an error whose object equals want (JSON text) exactly. */
+static void assert_error(payment_result_t *r, int status, const char *want) {
+  assert_int_equal(r->status, status);
+  assert_null(r->response);
+  assert_null(r->event);
+  assert_null(r->event_data);
+  assert_non_null(r->err);
+  assert_json(r->err, want);
+  payment_result_free(r);
+}
+
+static payment_result_t op(payment_result_t (*fn)(payment_ctx_t *, const json_t *),
+                           fixture_t *f, const char *data_text) {
+  json_t *d = parse(data_text);
+  payment_result_t r = fn(&f->ctx, d);
+  json_decref(d);
+  return r;
+}
+
+static const char *str(const json_t *obj, const char *key) {
+  const char *v = json_string_value(json_object_get(obj, key));
+  if (!v)
+    fail_msg("no string '%s'", key);
+  return v;
+}
+
+/* {"paymentId":...,<rest>}: the expected event data for payment p. */
+static void assert_event(const payment_result_t *r, const char *pattern, const char *rest) {
+  char want[512];
+  assert_non_null(r->event);
+  assert_string_equal(r->event, pattern);
+  snprintf(want, sizeof(want), "{\"paymentId\":\"%s\",%s}", str(r->response, "id"), rest);
+  assert_json(r->event_data, want);
+}
+
+/* --- tests ---------------------------------------------------------------------- */
+
+static void process_succeeds_once(void **state) {
+  fixture_t *f = *state;
+  payment_result_t r = op(payment_op_process, f,
+                          "{\"orderId\":\"ord_1\",\"userId\":\"user_1\",\"amount\":3998,"
+                          "\"paymentMethod\":\"tok_visa\"}");
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.code, "OK");
+  assert_int_equal(r.replayed, 0);
+  assert_string_equal(str(r.response, "status"), "succeeded");
+  assert_string_equal(str(r.response, "currency"), "USD");
+  assert_event(&r, "payment_completed",
+               "\"orderId\":\"ord_1\",\"userId\":\"user_1\",\"amount\":3998,\"currency\":\"USD\"");
+
+  /* The retry: same payment, no event, no charge. */
+  payment_result_t again = op(payment_op_process, f,
+                              "{\"orderId\":\"ord_1\",\"userId\":\"user_1\",\"amount\":3998,"
+                              "\"currency\":\"USD\",\"paymentMethod\":\"tok_visa\"}");
+  assert_int_equal(again.status, 200);
+  assert_int_equal(again.replayed, 1);
+  assert_null(again.event);
+  assert_null(again.event_data);
+  assert_true(json_equal(again.response, r.response));
+  assert_int_equal(f->charges, 1);
+
+  /* get and get_by_order answer with the same object. */
+  char text[200];
+  snprintf(text, sizeof(text), "{\"id\":\"%s\"}", str(r.response, "id"));
+  payment_result_t g = op(payment_op_get, f, text);
+  assert_int_equal(g.status, 200);
+  assert_null(g.event);
+  assert_true(json_equal(g.response, r.response));
+  payment_result_free(&g);
+  g = op(payment_op_get_by_order, f, "{\"orderId\":\"ord_1\"}");
+  assert_true(json_equal(g.response, r.response));
+  payment_result_free(&g);
+  payment_result_free(&again);
+  payment_result_free(&r);
+}
+
+static void declines_are_answers_with_failed_events(void **state) {
+  fixture_t *f = *state;
+  static const struct {
+    const char *method, *reason;
+  } cases[] = {{"tok_chargeDeclined", "card_declined"},
+               {"tok_insufficientFunds", "insufficient_funds"}};
+  for (size_t i = 0; i < 2; i++) {
+    char text[300], rest[300];
+    snprintf(text, sizeof(text),
+             "{\"orderId\":\"ord_d%zu\",\"userId\":\"user_2\",\"amount\":150,"
+             "\"currency\":\"EUR\",\"paymentMethod\":\"%s\"}",
+             i, cases[i].method);
+    payment_result_t r = op(payment_op_process, f, text);
+    assert_int_equal(r.status, 200); /* not an RPC error */
+    assert_null(r.err);
+    assert_string_equal(str(r.response, "status"), "declined");
+    assert_string_equal(str(r.response, "reason"), cases[i].reason);
+    snprintf(rest, sizeof(rest),
+             "\"orderId\":\"ord_d%zu\",\"userId\":\"user_2\",\"amount\":150,"
+             "\"currency\":\"EUR\",\"reason\":\"%s\"",
+             i, cases[i].reason);
+    assert_event(&r, "payment_failed", rest);
+    payment_result_free(&r);
+
+    r = op(payment_op_process, f, text);
+    assert_int_equal(r.status, 200);
+    assert_null(r.event);
+    assert_string_equal(str(r.response, "status"), "declined");
+    payment_result_free(&r);
+  }
+  assert_int_equal(f->charges, 2);
+}
+
+static void mismatch_and_validation_errors(void **state) {
+  fixture_t *f = *state;
+  payment_result_t r = op(payment_op_process, f,
+                          "{\"orderId\":\"ord_m\",\"userId\":\"user_1\",\"amount\":100,"
+                          "\"paymentMethod\":\"tok_visa\"}");
+  payment_result_free(&r);
+  r = op(payment_op_process, f,
+         "{\"orderId\":\"ord_m\",\"userId\":\"user_1\",\"amount\":101,"
+         "\"paymentMethod\":\"tok_visa\"}");
+  assert_error(&r, 409,
+               "{\"statusCode\":409,\"code\":\"PAYMENT_MISMATCH\","
+               "\"message\":\"A payment for this order already exists with a different amount\","
+               "\"details\":[{\"field\":\"amount\",\"message\":\"differs from the recorded payment\"}]}");
+  r = op(payment_op_process, f,
+         "{\"orderId\":\"ord_m\",\"userId\":\"user_9\",\"amount\":100,\"currency\":\"EUR\","
+         "\"paymentMethod\":\"tok_visa\"}");
+  assert_error(&r, 409,
+               "{\"statusCode\":409,\"code\":\"PAYMENT_MISMATCH\","
+               "\"message\":\"A payment for this order already exists with a different userId"
+               " and currency\","
+               "\"details\":[{\"field\":\"userId\",\"message\":\"differs from the recorded payment\"},"
+               "{\"field\":\"currency\",\"message\":\"differs from the recorded payment\"}]}");
+
+  r = op(payment_op_process, f,
+         "{\"orderId\":\"ord_v\",\"userId\":\"user_1\",\"amount\":1,"
+         "\"paymentMethod\":\"tok_amex\"}");
+  assert_error(&r, 400,
+               "{\"statusCode\":400,\"code\":\"VALIDATION_FAILED\","
+               "\"message\":\"paymentMethod must be one of tok_visa, tok_chargeDeclined, "
+               "tok_insufficientFunds\","
+               "\"details\":[{\"field\":\"paymentMethod\",\"message\":\"must be one of tok_visa, "
+               "tok_chargeDeclined, tok_insufficientFunds\"}]}");
+  r = op(payment_op_process, f, "{\"orderId\":\"o\",\"amount\":-1,\"coupon\":\"x\"}");
+  assert_error(&r, 400,
+               "{\"statusCode\":400,\"code\":\"VALIDATION_FAILED\","
+               "\"message\":\"userId is required; amount must be an integer number of minor "
+               "units from 0 to 1000000000000000; paymentMethod is required; coupon is not "
+               "allowed\","
+               "\"details\":[{\"field\":\"userId\",\"message\":\"is required\"},"
+               "{\"field\":\"amount\",\"message\":\"must be an integer number of minor units "
+               "from 0 to 1000000000000000\"},"
+               "{\"field\":\"paymentMethod\",\"message\":\"is required\"},"
+               "{\"field\":\"coupon\",\"message\":\"is not allowed\"}]}");
+  r = op(payment_op_get, f, "{}");
+  assert_int_equal(r.status, 400);
+  payment_result_free(&r);
+  r = op(payment_op_refund, f, "null");
+  assert_int_equal(r.status, 400);
+  payment_result_free(&r);
+  assert_int_equal(f->charges, 1);
+}
+
+static void refund_once(void **state) {
+  fixture_t *f = *state;
+  payment_result_t paid = op(payment_op_process, f,
+                             "{\"orderId\":\"ord_r\",\"userId\":\"user_1\",\"amount\":250,"
+                             "\"currency\":\"GBP\",\"paymentMethod\":\"tok_visa\"}");
+  payment_result_t r = op(payment_op_refund, f, "{\"orderId\":\"ord_r\"}");
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.replayed, 0);
+  assert_string_equal(str(r.response, "status"), "refunded");
+  assert_string_equal(str(r.response, "id"), str(paid.response, "id"));
+  assert_event(&r, "payment_refunded",
+               "\"orderId\":\"ord_r\",\"userId\":\"user_1\",\"amount\":250,\"currency\":\"GBP\"");
+
+  payment_result_t again = op(payment_op_refund, f, "{\"orderId\":\"ord_r\"}");
+  assert_int_equal(again.status, 200);
+  assert_int_equal(again.replayed, 1);
+  assert_null(again.event);
+  assert_true(json_equal(again.response, r.response));
+  payment_result_free(&again);
+  payment_result_free(&r);
+  payment_result_free(&paid);
+
+  r = op(payment_op_process, f,
+         "{\"orderId\":\"ord_dr\",\"userId\":\"user_1\",\"amount\":250,"
+         "\"paymentMethod\":\"tok_chargeDeclined\"}");
+  payment_result_free(&r);
+  r = op(payment_op_refund, f, "{\"orderId\":\"ord_dr\"}");
+  assert_error(&r, 409, "{\"statusCode\":409,\"code\":\"PAYMENT_NOT_REFUNDABLE\","
+                        "\"message\":\"Payment was declined: there is nothing to refund\"}");
+  r = op(payment_op_refund, f, "{\"orderId\":\"ord_none\"}");
+  assert_error(&r, 404, "{\"statusCode\":404,\"code\":\"PAYMENT_NOT_FOUND\","
+                        "\"message\":\"Payment not found\"}");
+}
+
+static void not_found(void **state) {
+  fixture_t *f = *state;
+  payment_result_t r = op(payment_op_get, f, "{\"id\":\"pay_00000000000000000000000000000000\"}");
+  assert_error(&r, 404, "{\"statusCode\":404,\"code\":\"PAYMENT_NOT_FOUND\","
+                        "\"message\":\"Payment not found\"}");
+  r = op(payment_op_get_by_order, f, "{\"orderId\":\"ord_none\"}");
+  assert_error(&r, 404, "{\"statusCode\":404,\"code\":\"PAYMENT_NOT_FOUND\","
+                        "\"message\":\"Payment not found\"}");
+}
+
+static void health(void **state) {
+  fixture_t *f = *state;
+  payment_result_t r = payment_op_health(&f->ctx);
+  assert_int_equal(r.status, 200);
+  assert_null(r.event);
+  assert_json(r.response, "{\"status\":\"ok\",\"service\":\"payment\",\"db\":\"ok\","
+                          "\"redis\":null}");
+  payment_result_free(&r);
+
+  char path[400];
+  sqlite3 *other = NULL;
+  snprintf(path, sizeof(path), "%s/payment.db", f->dir);
+  assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(other, "DROP TABLE payments", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(other);
+  r = payment_op_health(&f->ctx);
+  assert_error(&r, 503, "{\"statusCode\":503,\"code\":\"SERVICE_UNHEALTHY\","
+                        "\"message\":\"Payment database check failed\"}");
+}
+
+/* Another process holding the write lock past our busy timeout: processing
+ * fails as 500 STORAGE_ERROR with no event (nothing was committed), and the
+ * retry after the lock is gone charges and publishes normally. */
+static void storage_failure_is_500_without_event(void **state) {
+  fixture_t *f = *state;
+  char path[400];
+  sqlite3 *other = NULL;
+  snprintf(path, sizeof(path), "%s/payment.db", f->dir);
+  assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+  const char *text = "{\"orderId\":\"ord_busy\",\"userId\":\"u\",\"amount\":1,"
+                     "\"paymentMethod\":\"tok_visa\"}";
+  payment_result_t r = op(payment_op_process, f, text);
+  assert_error(&r, 500,
+               "{\"statusCode\":500,\"code\":\"STORAGE_ERROR\",\"message\":\"Storage error\"}");
+  assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(other);
+
+  r = op(payment_op_process, f, text);
+  assert_int_equal(r.status, 200);
+  assert_non_null(r.event);
+  assert_string_equal(r.event, "payment_completed");
+  payment_result_free(&r);
+}
+
+static void validation_error_keeps_utf8(void **state) {
+  (void)state;
+  payment_verrs_t errs = {.n = 1};
+  errs.e[0] = (payment_verr_t){"caf\xc3\xa9", 5, "is not allowed"};
+  json_t *e = payment_validation_error(&errs);
+  assert_non_null(e);
+  assert_string_equal(json_string_value(json_object_get(e, "message")),
+                      "caf\xc3\xa9 is not allowed");
+  json_decref(e);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(process_succeeds_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(declines_are_answers_with_failed_events, setup, teardown),
+      cmocka_unit_test_setup_teardown(mismatch_and_validation_errors, setup, teardown),
+      cmocka_unit_test_setup_teardown(refund_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(not_found, setup, teardown),
+      cmocka_unit_test_setup_teardown(health, setup, teardown),
+      cmocka_unit_test_setup_teardown(storage_failure_is_500_without_event, setup, teardown),
+      cmocka_unit_test(validation_error_keeps_utf8),
+  };
+  proto_log_set_level(PROTO_LOG_ERROR); /* the storage tests log errors on purpose */
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
