@@ -25,13 +25,32 @@ wait_port() {
   return 1
 }
 
-start() { # start NAME PORT BINARY
-  "$3" & pids+=($!)
-  wait_port 127.0.0.1 "$2"
-  echo "stack: $1 is up on port $2" >&2
+start() { # start NAME PORT COMMAND [ARGS...]
+  local name=$1 port=$2
+  shift 2
+  "$@" & pids+=($!)
+  wait_port 127.0.0.1 "$port"
+  echo "stack: $name is up on port $port" >&2
 }
 
+# Redis carries the events. Reuse one that already listens there (e.g. the
+# distribution's service); otherwise run a private one: pub/sub stores
+# nothing, so it needs no persistence.
+: "${REDIS_PORT:=6379}"
+export REDIS_HOST=${REDIS_HOST:-127.0.0.1} REDIS_PORT
+if (exec 3<>"/dev/tcp/$REDIS_HOST/$REDIS_PORT") 2>/dev/null; then
+  echo "stack: using the redis already listening on $REDIS_HOST:$REDIS_PORT" >&2
+else
+  redis_args=(--port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --loglevel warning)
+  [ -n "${REDIS_PASSWORD:-}" ] && redis_args+=(--requirepass "$REDIS_PASSWORD")
+  start redis "$REDIS_PORT" redis-server "${redis_args[@]}"
+fi
+
 start user "${USER_SERVICE_PORT:=3001}" "$build/services/user/user-service"
+start payment "${PAYMENT_SERVICE_PORT:=3003}" "$build/services/payment/payment-service"
+start notification "${NOTIFICATION_SERVICE_PORT:=3004}" \
+  "$build/services/notification/notification-service"
+start order "${ORDER_SERVICE_PORT:=3002}" "$build/services/order/order-service"
 start gateway "${GATEWAY_PORT:=3000}" "$build/gateway/gateway"
 echo "stack: ready: curl -s localhost:$GATEWAY_PORT/health" >&2
 wait -n "${pids[@]}" || true
