@@ -84,7 +84,7 @@ void proto_daemon_close(proto_daemon_t *d) {
 
 void proto_daemon_announce(const char *name, const char *host, int port) {
   json_t *f = json_pack("{s:s, s:s, s:i}", "name", name, "host", host, "port", port);
-  proto_log_fields(PROTO_LOG_INFO, NULL, "listening", f);
+  proto_log_always(PROTO_LOG_INFO, "listening", f);
 }
 
 static void close_any(uv_handle_t *h, void *arg) {

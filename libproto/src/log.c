@@ -58,12 +58,24 @@ static void write_all(const char *p, size_t n) {
   }
 }
 
+static void log_write(proto_log_level_t level, const char *request_id, const char *event,
+                      json_t *fields);
+
 void proto_log_fields(proto_log_level_t level, const char *request_id,
                       const char *event, json_t *fields) {
   if (!proto_log_enabled(level)) {
     json_decref(fields);
     return;
   }
+  log_write(level, request_id, event, fields);
+}
+
+void proto_log_always(proto_log_level_t level, const char *event, json_t *fields) {
+  log_write(level, NULL, event, fields);
+}
+
+static void log_write(proto_log_level_t level, const char *request_id, const char *event,
+                      json_t *fields) {
   char now[PROTO_ISO_TIME_LEN];
   proto_time_iso(now);
   json_t *line = json_object();
@@ -81,7 +93,7 @@ void proto_log_fields(proto_log_level_t level, const char *request_id,
     json_object_update(line, fields);
     json_decref(fields);
   }
-  char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  char *text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
   json_decref(line);
   if (!text)
     return;

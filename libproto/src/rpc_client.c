@@ -621,9 +621,16 @@ int proto_rpc_client_send_pattern(proto_rpc_client_t *cli, const json_t *pattern
   if (cli->dl_head == c)
     deadline_rearm(cli);
   if (cc) {
-    if (call_write(cc, c) != 0) {
-      list_push(&cli->waiting, c);
-      call_complete(cli, c, PROTO_ECONNLOST, NULL, NULL);
+    int rc = call_write(cc, c);
+    if (rc != 0) {
+      /* Undo without running the callback: the caller gets the error. */
+      hash_remove(cli, c);
+      deadline_remove(cli, c);
+      cli->pending--;
+      json_decref(c->packet);
+      free(c);
+      deadline_rearm(cli);
+      return rc == PROTO_ENOMEM ? rc : PROTO_ECONNLOST;
     }
   } else {
     list_push(&cli->waiting, c);

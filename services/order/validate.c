@@ -193,7 +193,7 @@ int order_total_add(int64_t *acc, int64_t quantity, int64_t price) {
 static void validate_item(const json_t *item, size_t index, order_item_input_t *out,
                           order_verrs_t *errs) {
   static const char *const allowed[] = {"productId", "quantity", "price", NULL};
-  char prefix[24];
+  char prefix[32]; /* room for any size_t, though index < ORDER_ITEMS_MAX */
   snprintf(prefix, sizeof(prefix), "items[%zu].", index);
   if (!json_is_object(item)) {
     snprintf(prefix, sizeof(prefix), "items[%zu]", index);

@@ -343,6 +343,12 @@ class DaemonTestCase(unittest.TestCase):
             "GATEWAY_PORT": "0",
             "USER_SERVICE_HOST": "127.0.0.1",
             "USER_SERVICE_PORT": str(user_port),
+            # Gateway-only tests exercise the user routes. The other upstreams
+            # point at the user service too (it answers `health`), so /ready
+            # can be all-up, and never at a default port someone else uses.
+            "ORDER_SERVICE_PORT": str(user_port),
+            "PAYMENT_SERVICE_PORT": str(user_port),
+            "NOTIFICATION_SERVICE_PORT": str(user_port),
             "DATA_DIR": self.make_data_dir(),
         }
         env.update({k: str(v) for k, v in extra_env.items()})

@@ -35,4 +35,8 @@ void proto_log(proto_log_level_t level, const char *request_id, const char *even
 void proto_log_fields(proto_log_level_t level, const char *request_id,
                       const char *event, json_t *fields);
 
+/* Log regardless of LOG_LEVEL: for the few lines supervisors and tests rely
+ * on (the "listening" announcement). fields is stolen. */
+void proto_log_always(proto_log_level_t level, const char *event, json_t *fields);
+
 #endif

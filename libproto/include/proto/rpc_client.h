@@ -56,8 +56,9 @@ proto_rpc_client_t *proto_rpc_client_new(uv_loop_t *loop, const char *name,
  * data is stolen (also on error). request_id (may be NULL) goes into
  * metadata.requestId; timeout_ms 0 means the client's default; the remaining
  * budget goes into metadata.timeoutMs. 0, or PROTO_ENOMEM, PROTO_ECLOSED (the
- * client is closing) or PROTO_EUNAVAIL (no connection and the last attempt
- * failed: fail fast, the caller answers 503). */
+ * client is closing), PROTO_EUNAVAIL (no connection and the last attempt
+ * failed: fail fast, the caller answers 503) or PROTO_ECONNLOST (the write
+ * failed at once). The callback never runs inside this function. */
 int proto_rpc_client_send(proto_rpc_client_t *cli, const char *cmd, json_t *data,
                           const char *request_id, uint32_t timeout_ms,
                           proto_rpc_cb cb, void *arg);

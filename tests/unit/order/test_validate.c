@@ -37,8 +37,8 @@ static json_t *body(size_t n, json_int_t quantity, json_int_t price) {
 }
 
 static int has_error(const order_verrs_t *errs, const char *field, const char *msg_part) {
-  for (size_t i = 0; i < errs->n; i++)
-    if (strcmp(errs->e[i].field, field) == 0 &&
+  for (size_t i = 0; i < errs->n && i < ORDER_VERR_MAX; i++)
+    if (strncmp(errs->e[i].field, field, sizeof(errs->e[i].field)) == 0 &&
         (!msg_part || strstr(errs->e[i].message, msg_part)))
       return 1;
   return 0;
