@@ -89,7 +89,8 @@ def main():
 
     def start(name, rel, env, listen=("rpc",)):
         d = harness.Daemon(name, [harness.binary(rel)],
-                           env=dict(env, DATA_DIR=data, LOG_LEVEL="warn"))
+                           env=dict(env, DATA_DIR=data, LOG_LEVEL="warn",
+                                    SQLITE_SYNCHRONOUS=os.environ.get("BENCH_SYNC", "FULL")))
         d.start(listen_names=listen)
         daemons.append(d)
         return d
@@ -108,16 +109,16 @@ def main():
                       dict(renv, NOTIFICATION_SERVICE_PORT="0"))
         order = start("order", "services/order/order-service",
                       dict(renv, ORDER_SERVICE_PORT="0",
-                           USER_SERVICE_PORT=str(user.port()),
-                           PAYMENT_SERVICE_PORT=str(pay.port())))
+                           USER_SERVICE_PORT=str(user.port),
+                           PAYMENT_SERVICE_PORT=str(pay.port)))
         gw = start("gateway", harness.GATEWAY, {
             "GATEWAY_PORT": "0",
-            "USER_SERVICE_PORT": str(user.port()),
-            "ORDER_SERVICE_PORT": str(order.port()),
-            "PAYMENT_SERVICE_PORT": str(pay.port()),
-            "NOTIFICATION_SERVICE_PORT": str(notif.port()),
+            "USER_SERVICE_PORT": str(user.port),
+            "ORDER_SERVICE_PORT": str(order.port),
+            "PAYMENT_SERVICE_PORT": str(pay.port),
+            "NOTIFICATION_SERVICE_PORT": str(notif.port),
         }, listen=("http",))
-        port = gw.port("http")
+        port = gw.port
         harness.wait_until(
             lambda: harness.http_request(port, "GET", "/ready").status == 200,
             timeout=20, message="gateway ready")

@@ -1,13 +1,14 @@
--- POST /users with a unique email per request (thread id + counter).
+-- POST /users with a unique email per request: thread id (set by setup as a
+-- global of the thread's Lua state) + a per-thread counter.
 local counter = 0
-local tid = 0
+local threads = 0
 function setup(thread)
-  tid = tid + 1
-  thread:set("tid", tid)
+  threads = threads + 1
+  thread:set("tid", threads)
 end
 function request()
   counter = counter + 1
   local body = string.format('{"email":"bench-%d-%d-%d@example.com","name":"Bench"}',
-                             tid, counter, math.random(1, 1000000000))
+                             tid, counter, os.time())
   return wrk.format("POST", nil, {["Content-Type"] = "application/json"}, body)
 end

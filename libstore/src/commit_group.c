@@ -1,0 +1,160 @@
+/* commit_group.c: one transaction per loop turn, committed in a check
+ * handle, then the functions deferred during the turn run with its status. */
+#include "store/commit_group.h"
+
+#include <stdlib.h>
+
+#include "proto/error.h"
+#include "proto/log.h"
+
+typedef struct deferred {
+  store_group_fn fn;
+  void *arg;
+  struct deferred *next;
+} deferred_t;
+
+struct store_group {
+  uv_check_t check;         /* commit point: after the turn's I/O callbacks */
+  uv_idle_t idle;           /* active while work is pending: poll must not block */
+  sqlite3 *db;
+  int in_txn;
+  int closing;
+  int handles_open;
+  deferred_t *head, *tail;  /* deferred this turn, in order */
+  store_group_stats_t stats;
+};
+
+static int exec_sql(store_group_t *g, const char *sql) {
+  char *err = NULL;
+  int rc = sqlite3_exec(g->db, sql, NULL, NULL, &err);
+  if (rc != SQLITE_OK) {
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: %s", sql,
+              err ? err : sqlite3_errstr(rc));
+    sqlite3_free(err);
+    return PROTO_EIO;
+  }
+  return 0;
+}
+
+/* Commit the open transaction (if any), then run what was deferred before
+ * this point; functions deferred while they run wait for the next turn. */
+static void flush(store_group_t *g) {
+  int status = 0;
+  if (g->in_txn) {
+    g->in_txn = 0;
+    if (exec_sql(g, "COMMIT") == 0) {
+      g->stats.commits++;
+    } else {
+      status = PROTO_EIO;
+      g->stats.failures++;
+      if (!sqlite3_get_autocommit(g->db))
+        exec_sql(g, "ROLLBACK");
+    }
+  }
+  deferred_t *d = g->head;
+  g->head = g->tail = NULL;
+  while (d) {
+    deferred_t *next = d->next;
+    g->stats.deferred++;
+    d->fn(status, d->arg);
+    free(d);
+    d = next;
+  }
+}
+
+static void on_check(uv_check_t *h) {
+  store_group_t *g = h->data;
+  flush(g);
+  if (!g->in_txn && !g->head) {
+    uv_check_stop(&g->check);
+    uv_idle_stop(&g->idle);
+  }
+}
+
+static void on_idle(uv_idle_t *h) {
+  (void)h; /* its being active is the point: the loop polls without blocking */
+}
+
+static void arm(store_group_t *g) {
+  if (!uv_is_active((uv_handle_t *)&g->check)) {
+    uv_check_start(&g->check, on_check);
+    uv_idle_start(&g->idle, on_idle);
+  }
+}
+
+store_group_t *store_group_new(uv_loop_t *loop, sqlite3 *db) {
+  store_group_t *g = calloc(1, sizeof(*g));
+  if (!g)
+    return NULL;
+  g->db = db;
+  if (uv_check_init(loop, &g->check) != 0) {
+    free(g);
+    return NULL;
+  }
+  g->check.data = g;
+  g->idle.data = g;
+  g->handles_open = 1;
+  if (uv_idle_init(loop, &g->idle) != 0) {
+    store_group_close(g);
+    return NULL;
+  }
+  g->handles_open = 2;
+  return g;
+}
+
+int store_group_begin(store_group_t *g) {
+  if (g->closing)
+    return PROTO_ECLOSED;
+  if (g->in_txn)
+    return 0;
+  if (exec_sql(g, "BEGIN IMMEDIATE") != 0)
+    return PROTO_EIO;
+  g->in_txn = 1;
+  arm(g);
+  return 0;
+}
+
+int store_group_defer(store_group_t *g, store_group_fn fn, void *arg) {
+  if (g->closing)
+    return PROTO_ECLOSED;
+  deferred_t *d = malloc(sizeof(*d));
+  if (!d)
+    return PROTO_ENOMEM;
+  d->fn = fn;
+  d->arg = arg;
+  d->next = NULL;
+  if (g->tail)
+    g->tail->next = d;
+  else
+    g->head = d;
+  g->tail = d;
+  arm(g);
+  return 0;
+}
+
+int store_group_in_txn(const store_group_t *g) {
+  return g->in_txn;
+}
+
+void store_group_stats(const store_group_t *g, store_group_stats_t *out) {
+  *out = g->stats;
+}
+
+static void on_closed(uv_handle_t *h) {
+  store_group_t *g = h->data;
+  if (--g->handles_open == 0)
+    free(g);
+}
+
+void store_group_close(store_group_t *g) {
+  if (g->closing)
+    return;
+  /* Deferred functions may defer more (a flow's next step): drain them all,
+   * bounded by what they keep adding. */
+  for (int rounds = 0; (g->in_txn || g->head) && rounds < 64; rounds++)
+    flush(g);
+  g->closing = 1;
+  uv_close((uv_handle_t *)&g->check, on_closed);
+  if (g->handles_open == 2)
+    uv_close((uv_handle_t *)&g->idle, on_closed);
+}
