@@ -18,6 +18,7 @@ struct store_group {
   uv_idle_t idle;           /* active while work is pending: poll must not block */
   sqlite3 *db;
   int in_txn;
+  int rolled_back;          /* SQLite aborted the open transaction by itself */
   int closing;
   int handles_open;
   deferred_t *head, *tail;  /* deferred this turn, in order */
@@ -40,7 +41,17 @@ static int exec_sql(store_group_t *g, const char *sql) {
  * this point; functions deferred while they run wait for the next turn. */
 static void flush(store_group_t *g) {
   int status = 0;
-  if (g->in_txn) {
+  if (g->in_txn && sqlite3_get_autocommit(g->db))
+    g->rolled_back = 1; /* aborted after the last begin: nothing to commit */
+  if (g->rolled_back) {
+    /* Some of this turn's writes are gone: every continuation reports it. */
+    g->rolled_back = 0;
+    status = PROTO_EIO;
+    g->stats.failures++;
+    if (g->in_txn && !sqlite3_get_autocommit(g->db))
+      exec_sql(g, "ROLLBACK");
+    g->in_txn = 0;
+  } else if (g->in_txn) {
     g->in_txn = 0;
     if (exec_sql(g, "COMMIT") == 0) {
       g->stats.commits++;
@@ -105,8 +116,14 @@ store_group_t *store_group_new(uv_loop_t *loop, sqlite3 *db) {
 int store_group_begin(store_group_t *g) {
   if (g->closing)
     return PROTO_ECLOSED;
-  if (g->in_txn)
-    return 0;
+  if (g->in_txn) {
+    if (!sqlite3_get_autocommit(g->db))
+      return 0;
+    /* SQLite rolled the transaction back on an error (SQLITE_FULL, IOERR,
+     * NOMEM): the turn has failed; keep later writes in a transaction too. */
+    g->rolled_back = 1;
+    g->in_txn = 0;
+  }
   if (exec_sql(g, "BEGIN IMMEDIATE") != 0)
     return PROTO_EIO;
   g->in_txn = 1;

@@ -2,6 +2,8 @@
  * subscriber become stored notifications (and webhook deliveries); RPC
  * requests read them back. Each ntf_op_* returns a transport-free result;
  * the thin callbacks answer the call and log one line per request or event.
+ * With a commit group, every write of a loop turn shares one COMMIT, and
+ * what must follow durability is deferred until after it.
  */
 #include "notification.h"
 
@@ -214,6 +216,13 @@ ntf_result_t ntf_op_list(ntf_service_t *svc, const json_t *data) {
   int64_t total = 0;
   if (validate_list(data, &in, &errs) != 0)
     return result_invalid(&errs);
+  /* No store_group_defer() for reads: a read makes no promise that must
+   * wait for durability. It runs on the group's connection, so it may show
+   * rows of the turn's still-open transaction; if that COMMIT then fails,
+   * those events are logged as lost (event_lost) just as if they had failed
+   * before the read. Nobody acts on a listed notification as a receipt --
+   * Redis pub/sub already gives events no delivery guarantee -- and
+   * deferring every read in a busy turn would only add latency. */
   if (ntf_store_list(svc->store, in.user_id, in.user_id_len, in.page, in.limit, &items,
                      &total) != 0)
     return storage_error();
@@ -269,7 +278,7 @@ static void log_event(proto_log_level_t level, const char *request_id, const cha
 static void submit_delivery(ntf_service_t *svc, const json_t *ntf, unsigned attempts) {
   const char *id = json_string_value(json_object_get(ntf, "id"));
   const char *rid = json_string_value(json_object_get(ntf, "requestId"));
-  json_t *body = json_copy((json_t *)ntf);
+  json_t *body = json_copy((json_t *)ntf); /* shallow: data is shared, not copied */
   if (body)
     json_object_del(body, "delivery");
   int rc = body ? ntf_webhook_submit(svc->webhook, id, rid, body, attempts) : PROTO_ENOMEM;
@@ -278,6 +287,57 @@ static void submit_delivery(ntf_service_t *svc, const json_t *ntf, unsigned atte
     proto_log_fields(PROTO_LOG_WARN, rid, "notification_delivery_deferred",
                      json_pack("{s:s?, s:s}", "notificationId", id, "reason",
                                proto_strerror(rc)));
+}
+
+/* A notification whose insert must become durable before it is reported
+ * (the "stored" counter, the notification_stored line) or delivered. */
+typedef struct stored {
+  ntf_service_t *svc;
+  json_t *ntf;                     /* owned reference */
+  const char *type;                /* static */
+  uint64_t t0;                     /* when the event was handed to us */
+  int inserted;                    /* 0: duplicate or failed insert, nothing to confirm */
+} stored_t;
+
+/* The insert of st is durable (status 0), or its transaction was rolled
+ * back (PROTO_EIO): then the event is lost, exactly as if the insert had
+ * failed. Everything it needs comes from the notification: the event's
+ * strings were borrowed for the handler call only. */
+static void stored_done(stored_t *st, int status) {
+  ntf_service_t *svc = st->svc;
+  const json_t *ntf = st->ntf;
+  const char *rid = json_string_value(json_object_get(ntf, "requestId"));
+  const char *pattern = json_string_value(json_object_get(ntf, "eventPattern"));
+  const char *event_id = json_string_value(json_object_get(ntf, "eventId"));
+  if (status != 0) {
+    svc->errors++;
+    log_event(PROTO_LOG_ERROR, rid, "event_lost", pattern, event_id,
+              json_pack("{s:s}", "reason", "storage error (commit failed)"));
+    return;
+  }
+  svc->stored++;
+  /* The line that lets one request be followed gateway -> order -> redis ->
+   * notification: it carries the event's requestId. Built only when it will
+   * be written (the benchmark and production run at warn). */
+  if (proto_log_enabled(PROTO_LOG_INFO))
+    log_event(PROTO_LOG_INFO, rid, "notification_stored", pattern, event_id,
+              json_pack("{s:O, s:s, s:O, s:O?, s:I}", "notificationId",
+                        json_object_get(ntf, "id"), "type", st->type, "userId",
+                        json_object_get(ntf, "userId"), "orderId",
+                        json_object_get(ntf, "orderId"), "durationUs",
+                        (json_int_t)((uv_hrtime() - st->t0) / 1000u)));
+  /* svc->webhook is read now, not when the event came: a stop in between
+   * closed it, and the notification stays pending for the next start. */
+  if (svc->webhook)
+    submit_delivery(svc, ntf, 0);
+}
+
+static void on_stored_committed(int status, void *arg) {
+  stored_t *st = arg;
+  if (st->inserted)
+    stored_done(st, status);
+  json_decref(st->ntf);
+  free(st);
 }
 
 ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev,
@@ -290,6 +350,7 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
   ntf_draft_t draft;
   ntf_invalid_t why;
   json_t *ntf = NULL;
+  stored_t *later = NULL;
   ntf_event_outcome_t outcome = NTF_EVENT_ERROR;
   if (ntf_out)
     *ntf_out = NULL;
@@ -335,6 +396,29 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
               json_pack("{s:s}", "reason", "cannot build the notification"));
     return NTF_EVENT_ERROR;
   }
+  if (svc->group) {
+    /* Defer before writing: if deferring fails, nothing of this event is in
+     * the transaction, so "lost" is the whole truth. */
+    const char *reason = NULL;
+    if (!(later = malloc(sizeof(*later))))
+      reason = "out of memory";
+    else if (store_group_begin(svc->group) != 0)
+      reason = "storage error"; /* logged by the group */
+    if (later && !reason) {
+      *later = (stored_t){svc, json_incref(ntf), draft.type, t0, 0};
+      if (store_group_defer(svc->group, on_stored_committed, later) != 0) {
+        json_decref(later->ntf);
+        reason = "cannot defer until the commit";
+      }
+    }
+    if (reason) {
+      free(later);
+      svc->errors++;
+      log_event(PROTO_LOG_ERROR, rid, "event_lost", pattern, event_id,
+                json_pack("{s:s}", "reason", reason));
+      goto out;
+    }
+  }
   int rc = ntf_store_insert(svc->store, ntf);
   if (rc == NTF_STORE_EINVAL) {
     /* Only an oversized data object gets here: keep the notification, drop
@@ -346,12 +430,12 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
   }
   switch (rc) {
   case NTF_STORE_OK:
-    svc->stored++;
     outcome = NTF_EVENT_STORED;
     break;
   case NTF_STORE_DUPLICATE:
     svc->duplicates++;
-    log_event(PROTO_LOG_INFO, rid, "event_duplicate", pattern, event_id, NULL);
+    if (proto_log_enabled(PROTO_LOG_INFO))
+      log_event(PROTO_LOG_INFO, rid, "event_duplicate", pattern, event_id, NULL);
     outcome = NTF_EVENT_DUPLICATE;
     goto out;
   default:
@@ -360,16 +444,12 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
               json_pack("{s:s}", "reason", "storage error"));
     goto out;
   }
-  /* The line that lets one request be followed gateway -> order -> redis ->
-   * notification: it carries the event's requestId. */
-  log_event(PROTO_LOG_INFO, rid, "notification_stored", pattern, event_id,
-            json_pack("{s:O, s:s, s:O, s:O?, s:I}", "notificationId",
-                      json_object_get(ntf, "id"), "type", draft.type, "userId",
-                      json_object_get(ntf, "userId"), "orderId",
-                      json_object_get(ntf, "orderId"), "durationUs",
-                      (json_int_t)((uv_hrtime() - t0) / 1000u)));
-  if (svc->webhook)
-    submit_delivery(svc, ntf, 0);
+  if (later) {
+    later->inserted = 1; /* stored_done() runs after the group's COMMIT */
+  } else {
+    stored_t now = {svc, ntf, draft.type, t0, 1};
+    stored_done(&now, 0); /* autocommit: the insert is already durable */
+  }
   if (ntf_out) {
     *ntf_out = ntf;
     ntf = NULL;
@@ -394,12 +474,33 @@ int ntf_events_register(proto_events_sub_t *sub, ntf_service_t *svc) {
 
 /* --- delivery ---------------------------------------------------------------------- */
 
+/* A delivery outcome written in a group's transaction did not commit: the
+ * store keeps the previous state (pending: the next start delivers again,
+ * and the Idempotency-Key lets the receiver drop the repeat). */
+static void on_delivery_committed(int status, void *arg) {
+  ntf_service_t *svc = arg;
+  if (status == 0)
+    return;
+  svc->errors++;
+  proto_log(PROTO_LOG_ERROR, NULL, "notification_delivery_unrecorded",
+            "a delivery outcome was not stored (commit failed)");
+}
+
 void ntf_on_delivery_report(const ntf_webhook_report_t *r, void *ctx) {
   ntf_service_t *svc = ctx;
   const char *status = ntf_delivery_name(r->status);
-  int rc = ntf_store_set_delivery(svc->store, r->id, status, r->attempts, r->error);
+  int rc = NTF_STORE_ERROR;
+  /* Through the group, the outcomes of one turn share its COMMIT. Nothing
+   * waits for it but the error count: the log line below reports what the
+   * receiver answered, which is true whether or not it is stored. */
+  if (!svc->group || store_group_begin(svc->group) == 0)
+    rc = ntf_store_set_delivery(svc->store, r->id, status, r->attempts, r->error);
   if (rc != 0 && rc != NTF_STORE_NOT_FOUND)
-    svc->errors++; /* logged by the store */
+    svc->errors++; /* logged by the store or the group */
+  else if (rc == 0 && svc->group &&
+           store_group_defer(svc->group, on_delivery_committed, svc) != 0)
+    proto_log(PROTO_LOG_WARN, NULL, "notification_delivery_unchecked",
+              "cannot watch the commit of a delivery outcome");
   const char *event;
   proto_log_level_t level = PROTO_LOG_INFO;
   if (r->status == NTF_DELIVERY_DELIVERED) {
@@ -413,6 +514,8 @@ void ntf_on_delivery_report(const ntf_webhook_report_t *r, void *ctx) {
   } else {
     event = "notification_delivery_interrupted";
   }
+  if (!proto_log_enabled(level))
+    return;
   json_t *f = json_pack("{s:s, s:s, s:i, s:I}", "notificationId", r->id, "status", status,
                         "attempts", (int)r->attempts, "httpStatus", (json_int_t)r->http_status);
   if (f && r->error)

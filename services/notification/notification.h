@@ -19,6 +19,7 @@
 #include "proto/events.h"
 #include "proto/rpc_server.h"
 #include "proto/util.h"
+#include "store/commit_group.h"
 
 /* --- limits and defaults ----------------------------------------------------- */
 
@@ -132,13 +133,20 @@ int ntf_sync_parse(const char *s);
  * synchronous mode), create or check the schema, prepare the statements.
  * 0 with *out set, NTF_STORE_EINVAL or NTF_STORE_ERROR (logged). */
 int ntf_store_open(const char *data_dir, ntf_sync_t sync, ntf_store_t **out);
-/* Finalize statements and close the database. NULL is a no-op. */
+/* Finalize statements and close the database. NULL is a no-op. Close a
+ * commit group made on ntf_store_db() first. */
 void ntf_store_close(ntf_store_t *s);
+/* The connection (borrowed, valid until ntf_store_close()), for
+ * store_group_new(): writes of one loop turn then share one transaction. */
+sqlite3 *ntf_store_db(ntf_store_t *s);
 
 /* Insert a notification object as built by ntf_notification_new() (borrowed).
  * The row is keyed by eventId: a second notification for the same eventId
- * stores nothing and returns NTF_STORE_DUPLICATE. NTF_STORE_EINVAL when a
- * required field is missing or data is too large; NTF_STORE_ERROR. */
+ * stores nothing and returns NTF_STORE_DUPLICATE, also when the first one is
+ * still in the open transaction of a commit group (same connection).
+ * NTF_STORE_EINVAL when a required field is missing or data is too large;
+ * NTF_STORE_ERROR. Outside a transaction the row is committed on return;
+ * inside one, when the transaction commits. */
 int ntf_store_insert(ntf_store_t *s, const json_t *ntf);
 /* *ntf = the notification (caller owns). NTF_STORE_NOT_FOUND or _ERROR. */
 int ntf_store_get(ntf_store_t *s, const char *id, json_t **ntf);
@@ -246,12 +254,15 @@ void ntf_webhook_close(ntf_webhook_t *w, unsigned deadline_ms, void (*done)(void
 
 typedef struct ntf_service {
   ntf_store_t *store;              /* borrowed, outlives the service */
+  store_group_t *group;            /* borrowed, on the store's db; NULL: every write
+                                      commits on its own, at once */
   ntf_webhook_t *webhook;          /* borrowed; NULL: no delivery */
   proto_events_sub_t *sub;         /* borrowed, for health; may be NULL */
-  uint64_t stored;                 /* notifications stored */
+  uint64_t stored;                 /* notifications stored (committed) */
   uint64_t duplicates;             /* events whose eventId was already stored */
   uint64_t invalid;                /* events dropped as invalid */
-  uint64_t errors;                 /* events lost to a storage error */
+  uint64_t errors;                 /* events lost to a storage error (insert or
+                                      commit), delivery outcomes not recorded */
 } ntf_service_t;
 
 /* Outcome of one event. */
@@ -265,7 +276,11 @@ typedef enum {
 
 /* Handle one event: build, store (deduplicated by eventId), log and, with a
  * webhook, submit for delivery. Logs its outcome. When ntf_out is not NULL
- * and the outcome is STORED, *ntf_out is the stored notification (owned). */
+ * and the outcome is STORED, *ntf_out is the stored notification (owned).
+ * With svc->group, STORED means inserted into the turn's open transaction:
+ * what must follow durability ("stored" counter, the notification_stored
+ * line, the webhook submission) runs after the group's COMMIT; if that
+ * fails the event is counted and logged as lost (event_lost, errors). */
 ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev,
                                      json_t **ntf_out);
 
@@ -282,8 +297,8 @@ int ntf_handlers_register(proto_rpc_server_t *srv, ntf_service_t *svc);
  * were submitted, or -1 on a storage error. */
 int ntf_resume_pending(ntf_service_t *svc);
 
-/* The webhook report callback: records the outcome in the store and logs it
- * (ctx: service). */
+/* The webhook report callback: records the outcome in the store (through
+ * svc->group when set) and logs it (ctx: service). */
 void ntf_on_delivery_report(const ntf_webhook_report_t *r, void *ctx);
 
 /* The outcome of one request, independent of the transport. */

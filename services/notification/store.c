@@ -24,6 +24,9 @@
  * We run on the event loop thread, so keep it short. */
 #define NTF_STORE_BUSY_TIMEOUT_MS 1000
 #define NTF_DATA_DIR_MODE 0750
+/* Event data up to this size is serialised on the stack for the insert: no
+ * malloc per event for the usual few hundred bytes. */
+#define NTF_DATA_INLINE_BYTES 4096
 
 enum {
   STMT_INSERT,
@@ -394,6 +397,10 @@ void ntf_store_close(ntf_store_t *s) {
   free(s);
 }
 
+sqlite3 *ntf_store_db(ntf_store_t *s) {
+  return s->db;
+}
+
 int ntf_store_settings(ntf_store_t *s, char *journal_mode, size_t size, int *sync) {
   if (query_one(s, "PRAGMA journal_mode", NULL, journal_mode, size) != 0 ||
       query_one(s, "PRAGMA synchronous", sync, NULL, 0) != 0)
@@ -412,7 +419,8 @@ int ntf_store_insert(ntf_store_t *s, const json_t *ntf) {
   static const char *const required[] = {"id", "userId", "type", "title", "message",
                                          "eventId", "eventPattern", "createdAt"};
   const char *v[8];
-  char *data = NULL;
+  char inline_buf[NTF_DATA_INLINE_BYTES];
+  char *heap = NULL, *data = inline_buf;
   int ret = NTF_STORE_ERROR;
   for (int i = 0; i < 8; i++)
     if (!(v[i] = str_field(ntf, required[i])))
@@ -421,19 +429,31 @@ int ntf_store_insert(ntf_store_t *s, const json_t *ntf) {
   const json_t *d = json_object_get(ntf, "data");
   if (!status)
     status = "none";
-  if (!(data = json_dumps(d ? d : json_null(), JSON_COMPACT | JSON_ENCODE_ANY))) {
+  if (!d)
+    d = json_null();
+  /* json_dumpb reports the size it needs: an oversized object is refused
+   * without serialising it into memory, a small one never touches the heap. */
+  size_t len = json_dumpb(d, inline_buf, sizeof(inline_buf), JSON_COMPACT | JSON_ENCODE_ANY);
+  if (len == 0) {
     proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot encode notification data");
     return NTF_STORE_ERROR;
   }
-  if (strlen(data) > NTF_DATA_MAX_BYTES) {
-    ret = NTF_STORE_EINVAL;
-    goto out;
+  if (len > NTF_DATA_MAX_BYTES)
+    return NTF_STORE_EINVAL;
+  if (len > sizeof(inline_buf)) {
+    if (!(heap = malloc(len)) ||
+        json_dumpb(d, heap, len, JSON_COMPACT | JSON_ENCODE_ANY) != len) {
+      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot encode notification data");
+      goto out;
+    }
+    data = heap;
   }
   if (bind_str(s, st, 1, v[0]) != 0 || bind_str(s, st, 2, v[1]) != 0 ||
       bind_str(s, st, 3, v[2]) != 0 || bind_str(s, st, 4, v[3]) != 0 ||
       bind_str(s, st, 5, v[4]) != 0 || bind_str(s, st, 6, v[5]) != 0 ||
       bind_str(s, st, 7, v[6]) != 0 || bind_str(s, st, 8, str_field(ntf, "orderId")) != 0 ||
-      bind_str(s, st, 9, data) != 0 || bind_str(s, st, 10, str_field(ntf, "requestId")) != 0 ||
+      bind_text(s, st, 9, data, len) != 0 ||
+      bind_str(s, st, 10, str_field(ntf, "requestId")) != 0 ||
       bind_str(s, st, 11, v[7]) != 0 || bind_str(s, st, 12, status) != 0)
     goto out;
   int rc = sqlite3_step(st);
@@ -441,11 +461,13 @@ int ntf_store_insert(ntf_store_t *s, const json_t *ntf) {
     db_fail(s, "insert notification", rc);
     goto out;
   }
-  /* Autocommit: SQLITE_DONE means committed (or ignored as a duplicate). */
+  /* SQLITE_DONE: committed (autocommit) or part of a commit group's open
+   * transaction; or ignored as a duplicate, which the UNIQUE index sees
+   * among the open transaction's rows too (same connection). */
   ret = sqlite3_changes(s->db) == 0 ? NTF_STORE_DUPLICATE : NTF_STORE_OK;
 out:
-  stmt_done(st);
-  free(data);
+  stmt_done(st); /* before free: the statement binds data SQLITE_STATIC */
+  free(heap);
   return ret;
 }
 

@@ -1,7 +1,8 @@
 /* handlers.c: the payment service's RPC patterns. Each payment_op_* validates,
  * calls the store and returns a transport-free result, including the event to
- * publish; the thin callbacks at the bottom publish that event (the data is
- * already committed), log one line per request and answer the call.
+ * publish; the thin callbacks at the bottom wait for the commit group's COMMIT
+ * when the result may rest on the turn's open transaction, then publish that
+ * event (the data is durable), log one line per request and answer the call.
  */
 #include "payment.h"
 
@@ -282,8 +283,10 @@ static void log_outcome(proto_log_level_t level, const char *request_id, const c
 
 /* --- RPC glue ------------------------------------------------------------------- */
 
-static void answer(proto_rpc_call_t *call, payment_ctx_t *ctx, const char *pattern,
-                   payment_result_t r, uint64_t start_ns) {
+/* Publish r's event, log the line and answer: r is durable (or needs no
+ * durability). */
+static void answer_now(proto_rpc_call_t *call, payment_ctx_t *ctx, const char *pattern,
+                       payment_result_t r, uint64_t start_ns) {
   const char *rid = proto_rpc_call_request_id(call); /* valid until the reply */
   published_t ev = {r.event, 0, ""};
   if (r.event) {
@@ -313,6 +316,60 @@ static void answer(proto_rpc_call_t *call, payment_ctx_t *ctx, const char *patte
     proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory"); /* ENOMEM */
 }
 
+/* A result waiting for the COMMIT of the turn's transaction. */
+typedef struct pending {
+  proto_rpc_call_t *call;
+  payment_ctx_t *ctx;
+  const char *pattern;             /* static */
+  payment_result_t r;
+  uint64_t start_ns;
+} pending_t;
+
+static void on_committed(int status, void *arg) {
+  pending_t *p = arg;
+  if (status != 0) {
+    /* Rolled back (the group logged why): the payment or refund r announces
+     * is gone, and a replay in r may have read it from the same transaction.
+     * 500 and no event; the caller's retry processes it again. */
+    payment_result_free(&p->r);
+    p->r = storage_error();
+  }
+  answer_now(p->call, p->ctx, p->pattern, p->r, p->start_ns);
+  free(p);
+}
+
+/* Answer r once it is durable. While the group's transaction is open, any
+ * store result of this turn may rest on it: a new payment or refund, and also
+ * a replay, a 409 or a read that saw another request's uncommitted row. Those
+ * wait for the COMMIT (run by the group at the end of the turn, in order).
+ * Validation errors (400) touch no data and go at once; so does everything
+ * when no transaction is open (reads of committed rows). */
+static void answer(proto_rpc_call_t *call, payment_ctx_t *ctx, const char *pattern,
+                   payment_result_t r, uint64_t start_ns) {
+  store_group_t *g = payment_store_group(ctx->store);
+  if (g && r.status != 400 && store_group_in_txn(g)) {
+    pending_t *p = malloc(sizeof(*p));
+    if (p) {
+      *p = (pending_t){call, ctx, pattern, r, start_ns};
+      if (store_group_defer(g, on_committed, p) == 0)
+        return;
+      free(p);
+    }
+    /* ENOMEM: we cannot wait for the commit, so we must not announce what it
+     * may still lose. The write commits anyway, so its event is lost (a retry
+     * replays without one): say so. */
+    const char *rid = proto_rpc_call_request_id(call);
+    if (r.event)
+      proto_log(PROTO_LOG_ERROR, rid, "event_lost", "%s: cannot defer until commit",
+                r.event);
+    else
+      proto_log(PROTO_LOG_ERROR, rid, "defer_failed", "cannot defer until commit");
+    payment_result_free(&r);
+    r = storage_error();
+  }
+  answer_now(call, ctx, pattern, r, start_ns);
+}
+
 static void on_process_payment(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
   answer(call, ctx, "process_payment", payment_op_process(ctx, data), t0);
@@ -336,7 +393,7 @@ static void on_get_payment_by_order(proto_rpc_call_t *call, const json_t *data, 
 static void on_health(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
   (void)data;
-  answer(call, ctx, "health", payment_op_health(ctx), t0);
+  answer_now(call, ctx, "health", payment_op_health(ctx), t0); /* reads no payment */
 }
 
 int payment_handlers_register(proto_rpc_server_t *srv, payment_ctx_t *ctx) {

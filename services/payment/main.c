@@ -65,6 +65,7 @@ typedef struct app {
   proto_rpc_server_t *srv;         /* NULL once shut down */
   proto_events_pub_t *pub;         /* NULL once closed */
   payment_store_t *store;
+  store_group_t *group;            /* one durable COMMIT per loop turn; NULL once closed */
   payment_ctx_t ctx;               /* what the handlers see */
   int pub_closing;                 /* proto_events_pub_close called */
   int daemon_ready;                /* signal handles initialised */
@@ -138,6 +139,13 @@ int main(int argc, char **argv) {
   loop_ready = 1;
   if (payment_store_open(data_dir, (payment_sync_t)sync, &app.store) != 0)
     goto out;
+  /* Every write of a loop turn goes into one transaction, committed (and
+   * fsynced) once at the end of the turn; replies and events wait for it. */
+  if (!(app.group = store_group_new(&app.loop, payment_store_db(app.store)))) {
+    proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot create the commit group");
+    goto out;
+  }
+  payment_store_set_group(app.store, app.group);
   /* Connects in the background: the service starts (and answers health)
    * while Redis is still away; events queue until it comes. */
   if (!(app.pub = proto_events_pub_new(&app.loop, &ropts))) {
@@ -162,7 +170,8 @@ int main(int argc, char **argv) {
   app.daemon_ready = 1;
   proto_daemon_announce("rpc", host, proto_rpc_server_port(app.srv));
   /* Returns once the server has shut down and the publisher has flushed and
-   * closed (the signal handles do not keep the loop alive). */
+   * closed (the signal handles do not keep the loop alive, nor does the idle commit
+   * group: its handles stop when no transaction is open). */
   uv_run(&app.loop, UV_RUN_DEFAULT);
   status = EXIT_SUCCESS;
   proto_log(PROTO_LOG_INFO, NULL, "stopped", NULL);
@@ -175,6 +184,15 @@ out:
   }
   if (app.pub) {
     close_pub(&app, 0);
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+  }
+  if (app.group) {
+    /* Before the store: the group borrows its connection. No request is left
+     * (the server has drained: every deferred answer ran at the end of its
+     * turn), so this only closes the handles; the loop runs to finish that. */
+    payment_store_set_group(app.store, NULL);
+    store_group_close(app.group);
+    app.group = NULL;
     uv_run(&app.loop, UV_RUN_DEFAULT);
   }
   if (app.daemon_ready)

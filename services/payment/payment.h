@@ -17,6 +17,7 @@
 #include "proto/events.h"
 #include "proto/rpc_server.h"
 #include "proto/util.h"
+#include "store/commit_group.h"
 
 /* --- limits ---------------------------------------------------------------- */
 
@@ -148,22 +149,38 @@ int payment_sync_parse(const char *s);
  * statements. 0 with *out set, PAYMENT_STORE_EINVAL or PAYMENT_STORE_ERROR
  * (logged). */
 int payment_store_open(const char *data_dir, payment_sync_t sync, payment_store_t **out);
-/* Finalize statements and close the database. NULL is a no-op. */
+/* Finalize statements and close the database. NULL is a no-op. Close the
+ * commit group (if any) first. */
 void payment_store_close(payment_store_t *s);
 
+/* The connection, for store_group_new() where the store is opened. */
+sqlite3 *payment_store_db(payment_store_t *s);
+
+/* Write through group g (borrowed; NULL: every write is its own autocommit
+ * transaction, as in tools and the synchronous unit tests). With a group,
+ * process and refund start with store_group_begin() and their writes are
+ * durable only after the group's COMMIT at the end of the loop turn: the
+ * caller must defer whatever announces them (reply, event) with
+ * store_group_defer(). Reads on the connection see the open transaction. */
+void payment_store_set_group(payment_store_t *s, store_group_t *g);
+store_group_t *payment_store_group(const payment_store_t *s);
+
 /* Process a payment idempotently per orderId. If a payment for in->order_id
- * exists: when user, amount and currency match it is returned unchanged
- * (*created = 0, charge is not called); otherwise PAYMENT_STORE_MISMATCH with
- * the differing fields in *mismatch. If none exists: charge(in, arg) is called
- * once and its outcome inserted; the reply object is built only after the
- * commit returned (*created = 1). *payment is the payment object (caller owns)
- * on PAYMENT_STORE_OK, NULL otherwise. in must be validated already. */
+ * exists (committed, or written earlier in the group's open transaction): when
+ * user, amount and currency match it is returned unchanged (*created = 0,
+ * charge is not called); otherwise PAYMENT_STORE_MISMATCH with the differing
+ * fields in *mismatch. If none exists: the write transaction is opened (with a
+ * group), charge(in, arg) is called once and its outcome inserted
+ * (*created = 1); without a group the INSERT has committed on return, with one
+ * it commits at the end of the turn. *payment is the payment object (caller
+ * owns) on PAYMENT_STORE_OK, NULL otherwise; it equals what a later read of the
+ * row returns. in must be validated already. */
 int payment_store_process(payment_store_t *s, const payment_process_input_t *in,
                           payment_charge_fn charge, void *arg, json_t **payment,
                           int *created, unsigned *mismatch);
 
 /* Refund the payment of an order: succeeded -> refunded (*changed = 1,
- * committed), refunded -> unchanged (*changed = 0). PAYMENT_STORE_NOT_FOUND,
+ * written as process is), refunded -> unchanged (*changed = 0). PAYMENT_STORE_NOT_FOUND,
  * PAYMENT_STORE_NOT_REFUNDABLE (declined) or PAYMENT_STORE_ERROR; *payment as
  * in payment_store_process. */
 int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
@@ -182,7 +199,10 @@ int payment_store_settings(payment_store_t *s, char *journal_mode, size_t size, 
 /* --- operations and RPC handlers (handlers.c) ----------------------------------- */
 
 /* What the handlers share. Borrowed: both must outlive the server. pub may be
- * NULL (no events: unit tests); charge NULL means payment_processor_charge. */
+ * NULL (no events: unit tests); charge NULL means payment_processor_charge.
+ * When the store has a commit group (payment_store_set_group), the RPC
+ * handlers answer and publish only after the COMMIT of the turn's
+ * transaction: 500 STORAGE_ERROR and no event when it fails. */
 typedef struct payment_ctx {
   payment_store_t *store;
   proto_events_pub_t *pub;
@@ -207,7 +227,10 @@ typedef struct payment_result {
   int replayed;                          /* answered from an earlier outcome (retry) */
 } payment_result_t;
 
-/* The operations behind the handlers, callable without a server (tests). */
+/* The operations behind the handlers, callable without a server (tests).
+ * With a group on the store, a result of process/refund/get* may rest on the
+ * open transaction: it must not leave the process before the commit (the RPC
+ * glue defers it). */
 payment_result_t payment_op_process(payment_ctx_t *ctx, const json_t *data);
 payment_result_t payment_op_refund(payment_ctx_t *ctx, const json_t *data);
 payment_result_t payment_op_get(payment_ctx_t *ctx, const json_t *data);

@@ -2,7 +2,9 @@
  * schema (versioned with PRAGMA user_version), the connection settings that
  * make a success reply mean "committed and on disk", one cached prepared
  * statement per query, and the idempotency rule: one payment per orderId,
- * enforced by a UNIQUE index. Every SQLite error is logged here.
+ * enforced by a UNIQUE index. Writes go through the daemon's commit group
+ * (one durable COMMIT per loop turn) when one is attached. Every SQLite error
+ * is logged here.
  */
 #include "payment.h"
 
@@ -57,6 +59,7 @@ struct payment_store {
   sqlite3 *db;
   sqlite3_stmt *stmt[STMT_COUNT_ALL_];
   char *path;                      /* for log lines */
+  store_group_t *group;            /* borrowed; NULL: autocommit writes */
 };
 
 /* --- helpers ------------------------------------------------------------------ */
@@ -331,6 +334,40 @@ void payment_store_close(payment_store_t *s) {
   free(s);
 }
 
+sqlite3 *payment_store_db(payment_store_t *s) {
+  return s->db;
+}
+
+void payment_store_set_group(payment_store_t *s, store_group_t *g) {
+  s->group = g;
+}
+
+store_group_t *payment_store_group(const payment_store_t *s) {
+  return s->group;
+}
+
+/* Before the first write of an operation: join the turn's transaction. */
+static int begin_write(payment_store_t *s) {
+  if (!s->group)
+    return 0; /* autocommit: each statement is its own durable transaction */
+  if (store_group_begin(s->group) != 0)
+    return PAYMENT_STORE_ERROR; /* logged by the group */
+  /* An I/O, disk-full or out-of-memory error in an earlier statement of this
+   * turn can make SQLite roll the whole transaction back on its own while the
+   * group still counts it open. Writing now would autocommit behind the
+   * group's back, and the COMMIT failing later would answer 500 for a row that
+   * is in fact durable (its retry would then replay without an event). The
+   * turn's earlier writes are lost anyway (their COMMIT fails -> 500): refuse
+   * this one too. */
+  if (sqlite3_get_autocommit(s->db)) {
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error",
+              "%s: the turn's transaction was rolled back by SQLite; refusing to write",
+              s->path);
+    return PAYMENT_STORE_ERROR;
+  }
+  return 0;
+}
+
 int payment_store_settings(payment_store_t *s, char *journal_mode, size_t size, int *sync) {
   if (query_one(s, "PRAGMA journal_mode", NULL, journal_mode, size) != 0 ||
       query_one(s, "PRAGMA synchronous", sync, NULL, 0) != 0)
@@ -409,17 +446,26 @@ static int settle_existing(json_t *p, const payment_process_input_t *in, json_t 
   return 0;
 }
 
+/* The payment object of a row about to be inserted, built from the very
+ * values bound to the INSERT, key for key and type for type what
+ * row_to_payment() reads back (TEXT columns hold the bound text unchanged,
+ * amount the bound integer), so the first reply equals every retry's reply
+ * without a SELECT after the write. NULL on ENOMEM. */
+static json_t *new_payment(const char *id, const payment_process_input_t *in,
+                           const payment_charge_t *c, const char *now) {
+  return json_pack("{s:s, s:s%, s:s%, s:I, s:s, s:s%, s:s, s:s?, s:s, s:s, s:n}", "id", id,
+                   "orderId", in->order_id, in->order_id_len, "userId", in->user_id,
+                   in->user_id_len, "amount", (json_int_t)in->amount, "currency", in->currency,
+                   "paymentMethod", in->method, in->method_len, "status",
+                   payment_status_name(c->status), "reason", c->reason, "createdAt", now,
+                   "updatedAt", now, "refundedAt");
+}
+
 static int insert_payment(payment_store_t *s, const payment_process_input_t *in,
-                          const payment_charge_t *c) {
+                          const payment_charge_t *c, const char *id, const char *now) {
   sqlite3_stmt *st = s->stmt[STMT_INSERT];
-  char id[PROTO_ID_MAX], now[PROTO_ISO_TIME_LEN];
   const char *status = payment_status_name(c->status);
   int rc, ret = PAYMENT_STORE_ERROR;
-  if (proto_random_id(PAYMENT_ID_PREFIX, id, sizeof(id)) != 0) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "no randomness for a payment id");
-    return PAYMENT_STORE_ERROR;
-  }
-  proto_time_iso(now);
   if (bind_text(s, st, 1, id, strlen(id)) != 0 ||
       bind_text(s, st, 2, in->order_id, in->order_id_len) != 0 ||
       bind_text(s, st, 3, in->user_id, in->user_id_len) != 0 ||
@@ -445,7 +491,8 @@ static int insert_payment(payment_store_t *s, const payment_process_input_t *in,
     goto out;
   }
   /* Autocommit: SQLITE_DONE means committed (and, with synchronous=FULL, the
-   * WAL is fsynced). */
+   * WAL is fsynced). In a group's transaction: written, durable after the
+   * turn's COMMIT. */
   ret = 0;
 out:
   stmt_done(st);
@@ -460,20 +507,43 @@ int payment_store_process(payment_store_t *s, const payment_process_input_t *in,
   *payment = NULL;
   *created = 0;
   *mismatch = 0;
-  /* A retry finds the first result and never reaches the processor. The loop
-   * thread is the only writer of this connection, so nothing can insert this
-   * order between the read and the insert below, short of another process on
-   * the same file, which the UNIQUE index still stops. */
+  /* A retry finds the first result and never reaches the processor; so does a
+   * duplicate in the same loop turn, which reads the first one's row from the
+   * group's open transaction on this same connection. The loop thread is the
+   * only writer of this connection, so nothing can insert this order between
+   * the read and the insert below, short of another process on the same file,
+   * which the UNIQUE index still stops. */
   rc = payment_store_get_by_order(s, in->order_id, in->order_id_len, &p);
   if (rc == 0)
     return settle_existing(p, in, payment, mismatch);
   if (rc != PAYMENT_STORE_NOT_FOUND)
     return rc;
+  /* Join the write transaction before charging: if it cannot be opened
+   * (locked by another process), nothing is charged. */
+  if ((rc = begin_write(s)) != 0)
+    return rc;
+  char id[PROTO_ID_MAX], now[PROTO_ISO_TIME_LEN];
+  if (proto_random_id(PAYMENT_ID_PREFIX, id, sizeof(id)) != 0) {
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "no randomness for a payment id");
+    return PAYMENT_STORE_ERROR;
+  }
+  proto_time_iso(now);
   /* The test processor answers synchronously, so the outcome goes in with
    * one INSERT. A real (asynchronous) acquirer would need a 'pending' row
    * first and the orderId as its idempotency key. */
   payment_charge_t c = charge(in, arg);
-  rc = insert_payment(s, in, &c);
+  /* The reply object is built before the INSERT (no ENOMEM can strike between
+   * a recorded payment and its reply) and from the inserted values instead of
+   * reading the row back: see new_payment(). */
+  if (!(p = new_payment(id, in, &c, now))) {
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "out of memory building a payment");
+    return PAYMENT_STORE_ERROR;
+  }
+  rc = insert_payment(s, in, &c, id, now);
+  if (rc != 0) {
+    json_decref(p);
+    p = NULL;
+  }
   if (rc == STORE_DUPLICATE_ORDER_) {
     proto_log(PROTO_LOG_WARN, NULL, "payment_race",
               "order %.*s was recorded by another writer; answering with its payment",
@@ -484,10 +554,7 @@ int payment_store_process(payment_store_t *s, const payment_process_input_t *in,
   }
   if (rc != 0)
     return rc;
-  /* Read back what was stored, so the first reply and every retry's reply are
-   * the same object. */
-  if ((rc = payment_store_get_by_order(s, in->order_id, in->order_id_len, payment)) != 0)
-    return rc == PAYMENT_STORE_NOT_FOUND ? PAYMENT_STORE_ERROR : rc;
+  *payment = p;
   *created = 1;
   return 0;
 }
@@ -500,6 +567,8 @@ int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
   int rc, n = 0;
   *payment = NULL;
   *changed = 0;
+  if ((rc = begin_write(s)) != 0)
+    return rc;
   proto_time_iso(now);
   if (bind_text(s, st, 1, order_id, len) != 0 || bind_text(s, st, 2, now, strlen(now)) != 0) {
     stmt_done(st);
@@ -511,7 +580,8 @@ int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
   stmt_done(st);
   if (rc != SQLITE_DONE)
     return db_fail(s, "refund payment", rc);
-  /* Committed (or nothing to change): read the state to answer from. */
+  /* Written (or nothing to change): read the state to answer from, on this
+   * connection, so inside the group's transaction when there is one. */
   if ((rc = payment_store_get_by_order(s, order_id, len, &p)) != 0)
     return rc;
   if (n == 0) {

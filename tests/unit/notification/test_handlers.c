@@ -3,6 +3,9 @@
  * and invalid events store nothing, events without an eventId get one,
  * get_notifications validates and pages, health, and delivery reports
  * (through a webhook whose target refuses connections) land in the store.
+ * With a commit group: a burst of one loop turn shares one COMMIT, duplicates
+ * within it store once, nothing is reported or delivered before the COMMIT,
+ * and a failed COMMIT counts the batch as lost.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +22,7 @@
 
 #include "notification.h"
 #include "proto/log.h"
+#include "store/commit_group.h"
 
 #define WATCHDOG_MS 10000
 
@@ -386,6 +390,154 @@ static void delivery_outcome_is_recorded(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* --- group commit ------------------------------------------------------------------- */
+
+typedef struct group_fx {
+  uv_loop_t loop;
+  uv_timer_t watchdog;
+} group_fx_t;
+
+static void group_start(fixture_t *f, group_fx_t *g) {
+  assert_int_equal(uv_loop_init(&g->loop), 0);
+  assert_int_equal(uv_timer_init(&g->loop, &g->watchdog), 0);
+  assert_int_equal(uv_timer_start(&g->watchdog, on_watchdog, WATCHDOG_MS, 0), 0);
+  uv_unref((uv_handle_t *)&g->watchdog);
+  f->svc.group = store_group_new(&g->loop, ntf_store_db(f->store));
+  assert_non_null(f->svc.group);
+}
+
+/* As main.c does: close the group (before the store), let its handles close. */
+static void group_stop(fixture_t *f, group_fx_t *g) {
+  store_group_close(f->svc.group);
+  f->svc.group = NULL;
+  uv_close((uv_handle_t *)&g->watchdog, NULL);
+  while (uv_run(&g->loop, UV_RUN_DEFAULT) != 0) {
+  }
+  assert_int_equal(uv_loop_close(&g->loop), 0);
+}
+
+static int64_t total_for(fixture_t *f, const char *user) {
+  char q[64];
+  snprintf(q, sizeof(q), "{\"userId\":\"%s\"}", user);
+  json_t *page = list(f, q);
+  int64_t n = json_integer_value(json_object_get(page, "total"));
+  json_decref(page);
+  return n;
+}
+
+#define BURST_EVENTS 8
+
+static void burst_shares_one_commit(void **state) {
+  fixture_t *f = *state;
+  group_fx_t g;
+  uv_tcp_t probe;
+  struct sockaddr_in addr;
+  struct sockaddr_storage bound;
+  int len = sizeof(bound), closed = 0;
+  hook_ctx_t h = {&f->svc, 0};
+  char url[64], ev[32], data[128];
+  ntf_webhook_stats_t ws;
+  store_group_stats_t st;
+  group_start(f, &g);
+  /* A webhook whose target refuses: shows when a delivery is submitted. */
+  uv_tcp_init(&g.loop, &probe);
+  uv_ip4_addr("127.0.0.1", 0, &addr);
+  assert_int_equal(uv_tcp_bind(&probe, (const struct sockaddr *)&addr, 0), 0);
+  assert_int_equal(uv_tcp_getsockname(&probe, (struct sockaddr *)&bound, &len), 0);
+  snprintf(url, sizeof(url), "http://127.0.0.1:%d/",
+           ntohs(((struct sockaddr_in *)&bound)->sin_port));
+  uv_close((uv_handle_t *)&probe, NULL);
+  ntf_webhook_opts_t o = {.url = url, .max_attempts = 1};
+  f->svc.webhook = ntf_webhook_new(&g.loop, &o, on_report, &h);
+  assert_non_null(f->svc.webhook);
+
+  /* One turn's burst, as one Redis read hands it over: every third event
+   * repeats the previous eventId. */
+  int unique = 0, dups = 0;
+  for (int i = 0; i < BURST_EVENTS; i++) {
+    int dup = i % 3 == 2;
+    snprintf(ev, sizeof(ev), "evt_b%d", dup ? i - 1 : i);
+    snprintf(data, sizeof(data), "{\"orderId\":\"o%d\",\"userId\":\"ub\",\"newStatus\":\"paid\"}",
+             i);
+    assert_int_equal(event(f, "order_status_changed", data, ev, "req-b", NULL),
+                     dup ? NTF_EVENT_DUPLICATE : NTF_EVENT_STORED);
+    dup ? dups++ : unique++;
+  }
+  /* Inserted into the open transaction: visible on this connection, but not
+   * yet reported as stored nor handed to the webhook. */
+  assert_true(store_group_in_txn(f->svc.group));
+  assert_int_equal(f->svc.stored, 0);
+  assert_int_equal(f->svc.duplicates, dups);
+  ntf_webhook_stats(f->svc.webhook, &ws);
+  assert_int_equal(ws.active, 0);
+  assert_int_equal(total_for(f, "ub"), unique);
+
+  uv_run(&g.loop, UV_RUN_NOWAIT); /* the turn ends: COMMIT, then the deferred */
+  store_group_stats(f->svc.group, &st);
+  assert_int_equal(st.commits, 1);
+  assert_true(st.commits < (uint64_t)unique);
+  assert_int_equal(st.failures, 0);
+  assert_int_equal(f->svc.stored, unique);
+  assert_int_equal(f->svc.errors, 0);
+  ntf_webhook_stats(f->svc.webhook, &ws);
+  assert_int_equal(ws.active, unique);
+
+  /* The refused deliveries fail; their outcomes commit through the group. */
+  while (h.finals < unique)
+    uv_run(&g.loop, UV_RUN_ONCE);
+  ntf_webhook_close(f->svc.webhook, 0, on_closed, &closed);
+  f->svc.webhook = NULL;
+  while (!closed)
+    uv_run(&g.loop, UV_RUN_ONCE);
+  group_stop(f, &g);
+  json_t *page = list(f, "{\"userId\":\"ub\",\"limit\":100}");
+  json_t *items = json_object_get(page, "notifications"), *it;
+  size_t i;
+  assert_int_equal(json_array_size(items), unique);
+  json_array_foreach(items, i, it) {
+    assert_string_equal(str(json_object_get(it, "delivery"), "status"), "failed");
+  }
+  json_decref(page);
+  assert_int_equal(f->svc.errors, 0);
+}
+
+static void failed_commit_loses_the_batch(void **state) {
+  fixture_t *f = *state;
+  group_fx_t g;
+  store_group_stats_t st;
+  sqlite3 *db = ntf_store_db(f->store);
+  /* A deferred foreign-key violation makes the COMMIT itself fail. */
+  assert_int_equal(sqlite3_exec(db,
+                                "PRAGMA foreign_keys=ON;"
+                                "CREATE TABLE p(id INTEGER PRIMARY KEY);"
+                                "CREATE TABLE c(pid INTEGER REFERENCES p(id) "
+                                "DEFERRABLE INITIALLY DEFERRED)",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  group_start(f, &g);
+  assert_int_equal(event(f, "payment_failed", "{\"orderId\":\"o1\",\"userId\":\"uf\"}", "evt_f1",
+                         NULL, NULL),
+                   NTF_EVENT_STORED);
+  assert_int_equal(event(f, "payment_failed", "{\"orderId\":\"o2\",\"userId\":\"uf\"}", "evt_f2",
+                         NULL, NULL),
+                   NTF_EVENT_STORED);
+  assert_int_equal(sqlite3_exec(db, "INSERT INTO c VALUES(5)", NULL, NULL, NULL), SQLITE_OK);
+  uv_run(&g.loop, UV_RUN_NOWAIT);
+  store_group_stats(f->svc.group, &st);
+  assert_int_equal(st.failures, 1);
+  assert_int_equal(f->svc.stored, 0);
+  assert_int_equal(f->svc.errors, 2);
+  assert_int_equal(total_for(f, "uf"), 0);
+  /* The next turn starts clean: the same event is stored, not a duplicate. */
+  assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys=OFF", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(event(f, "payment_failed", "{\"orderId\":\"o1\",\"userId\":\"uf\"}", "evt_f1",
+                         NULL, NULL),
+                   NTF_EVENT_STORED);
+  group_stop(f, &g); /* close commits what is open */
+  assert_int_equal(f->svc.stored, 1);
+  assert_int_equal(total_for(f, "uf"), 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(each_event_kind_is_stored, setup, teardown),
@@ -397,6 +549,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(paging, setup, teardown),
       cmocka_unit_test_setup_teardown(health, setup, teardown),
       cmocka_unit_test_setup_teardown(delivery_outcome_is_recorded, setup, teardown),
+      cmocka_unit_test_setup_teardown(burst_shares_one_commit, setup, teardown),
+      cmocka_unit_test_setup_teardown(failed_commit_loses_the_batch, setup, teardown),
   };
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
     return 1;

@@ -1,7 +1,10 @@
 /* test_handlers.c: the payment operations behind the RPC handlers
  * (handlers.c) on a temporary store: reply objects, the event each operation
  * asks to publish (and that retries ask for none), the error objects the
- * gateway sees (status, code, message, details), and storage failures.
+ * gateway sees (status, code, message, details), and storage failures. Also
+ * with a commit group, as the daemon runs: operations of one turn share the
+ * open transaction (a duplicate sees the first's uncommitted row) and one
+ * COMMIT.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -335,6 +338,80 @@ static void validation_error_keeps_utf8(void **state) {
   json_decref(e);
 }
 
+/* Committed rows for order_id, seen from another connection (WAL: commits only). */
+static int count_committed(fixture_t *f, const char *order_id) {
+  char path[400], sql[200];
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  int n = -1;
+  snprintf(path, sizeof(path), "%s/payment.db", f->dir);
+  snprintf(sql, sizeof(sql), "SELECT count(*) FROM payments WHERE order_id = '%s'", order_id);
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+/* Two process_payment for one orderId and a refund of another in the same
+ * turn: the writes wait in one transaction (invisible to other connections),
+ * the duplicate is answered from the first's uncommitted row with no charge
+ * and no event, and the end of the turn commits them once. */
+static void group_shares_one_transaction_per_turn(void **state) {
+  fixture_t *f = *state;
+  uv_loop_t loop;
+  store_group_stats_t st;
+  const char *visa = "{\"orderId\":\"ord_g\",\"userId\":\"user_1\",\"amount\":10,"
+                     "\"paymentMethod\":\"tok_visa\"}";
+  payment_result_t paid = op(payment_op_process, f,
+                             "{\"orderId\":\"ord_gr\",\"userId\":\"user_1\",\"amount\":5,"
+                             "\"paymentMethod\":\"tok_visa\"}");
+  payment_result_free(&paid); /* committed on its own: no group yet */
+  assert_int_equal(uv_loop_init(&loop), 0);
+  store_group_t *g = store_group_new(&loop, payment_store_db(f->store));
+  assert_non_null(g);
+  payment_store_set_group(f->store, g);
+
+  payment_result_t a = op(payment_op_process, f, visa);
+  payment_result_t b = op(payment_op_process, f, visa);
+  payment_result_t r = op(payment_op_refund, f, "{\"orderId\":\"ord_gr\"}");
+  assert_true(store_group_in_txn(g));
+  assert_int_equal(a.status, 200);
+  assert_int_equal(a.replayed, 0);
+  assert_string_equal(a.event, "payment_completed");
+  assert_int_equal(b.status, 200);
+  assert_int_equal(b.replayed, 1);
+  assert_null(b.event);
+  assert_true(json_equal(a.response, b.response));
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.event, "payment_refunded");
+  assert_int_equal(f->charges, 2);
+  assert_int_equal(count_committed(f, "ord_g"), 0); /* not yet durable */
+
+  uv_run(&loop, UV_RUN_NOWAIT); /* the turn ends: one COMMIT */
+  assert_false(store_group_in_txn(g));
+  store_group_stats(g, &st);
+  assert_int_equal(st.commits, 1);
+  assert_int_equal(st.failures, 0);
+  assert_int_equal(count_committed(f, "ord_g"), 1);
+
+  /* A read after the commit returns the object the first reply carried. */
+  payment_result_t got = op(payment_op_get_by_order, f, "{\"orderId\":\"ord_g\"}");
+  assert_true(json_equal(got.response, a.response));
+  assert_false(store_group_in_txn(g)); /* reads open no transaction */
+  payment_result_free(&got);
+  payment_result_free(&a);
+  payment_result_free(&b);
+  payment_result_free(&r);
+
+  payment_store_set_group(f->store, NULL);
+  store_group_close(g);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(process_succeeds_once, setup, teardown),
@@ -344,6 +421,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(not_found, setup, teardown),
       cmocka_unit_test_setup_teardown(health, setup, teardown),
       cmocka_unit_test_setup_teardown(storage_failure_is_500_without_event, setup, teardown),
+      cmocka_unit_test_setup_teardown(group_shares_one_transaction_per_turn, setup, teardown),
       cmocka_unit_test(validation_error_keeps_utf8),
   };
   proto_log_set_level(PROTO_LOG_ERROR); /* the storage tests log errors on purpose */
