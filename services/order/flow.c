@@ -2,9 +2,10 @@
  * refund_order, each a small explicit state machine: a table of named steps
  * run by one engine over one per-order context (order_flow_t). A step does
  * one thing (a store write, or sending one upstream call) and returns the
- * next step; the engine stops while an upstream call is in flight and
- * resumes when it completes. Adding a step (an inventory reservation before
- * the charge) is a new enum value and table row, not another callback.
+ * next step; the engine stops while an upstream call is in flight, or until
+ * the loop turn's COMMIT once a step wrote, and resumes after. Adding a step
+ * (an inventory reservation before the charge) is a new enum value and table
+ * row, not another callback.
  */
 #include "order.h"
 
@@ -37,7 +38,8 @@ struct order_flow {
   const step_t *steps;             /* this flow's table */
   int step;                        /* next step to run, or FLOW_END */
   int running;                     /* inside flow_run(): completions only record */
-  int waiting;                     /* an upstream call is in flight */
+  int waiting;                     /* an upstream call is in flight, or a commit */
+  const char *lost;                /* flow_commit(): the 500 message if it fails */
   char *request_id;                /* copy of the call's requestId, or NULL */
   uint64_t start_ns;
   json_t *data;                    /* a reference to the request data: inputs borrow */
@@ -54,6 +56,14 @@ struct order_flow {
 
 /* --- results ------------------------------------------------------------------ */
 
+/* Set the answer, dropping an earlier one (a commit can still fail it). */
+static int flow_result(order_flow_t *f, order_result_t r) {
+  json_decref(f->result.response);
+  json_decref(f->result.err);
+  f->result = r;
+  return FLOW_END;
+}
+
 static int flow_fail(order_flow_t *f, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -63,13 +73,11 @@ static int flow_fail(order_flow_t *f, int status, const char *code, const char *
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  f->result = order_result_err(status, code, msg);
-  return FLOW_END;
+  return flow_result(f, order_result_err(status, code, msg));
 }
 
 static int flow_reply(order_flow_t *f, json_t *response) {
-  f->result = order_result_ok(response);
-  return FLOW_END;
+  return flow_result(f, order_result_ok(response));
 }
 
 /* statusCode of an error object from a peer, 0 when it has none (a NestJS
@@ -174,6 +182,30 @@ static void on_upstream(const proto_rpc_result_t *res, void *arg) {
   flow_run(f);
 }
 
+/* The turn's COMMIT is done: the step's write is durable (status 0), or it
+ * was rolled back (PROTO_EIO) and the flow answers 500 instead of going on:
+ * no event, no charge, no success reply for a write that is gone. */
+static void on_committed(int status, void *arg) {
+  order_flow_t *f = arg;
+  f->waiting = 0;
+  if (status != 0)
+    f->step = flow_fail(f, 500, "STORAGE_ERROR", f->lost, f->order_id);
+  flow_run(f);
+}
+
+/* For a step that wrote (after order_write_begin()): the flow goes on at next,
+ * or ends with f->result, only once the loop turn's COMMIT made the write
+ * durable. lost is the message if the COMMIT fails: a literal whose one %s is
+ * the order id. */
+static int flow_commit(order_flow_t *f, int next, const char *lost) {
+  if (store_group_defer(f->svc->group, on_committed, f) != 0)
+    /* We cannot wait for the commit, so we cannot go on as if it happened. */
+    return flow_fail(f, 500, "INTERNAL_ERROR", "Out of memory");
+  f->lost = lost;
+  f->waiting = 1;
+  return next;
+}
+
 /* Send cmd with data (stolen) to cli; the next step reads f->up_*. A send
  * that fails at once (no connection: PROTO_EUNAVAIL) is recorded the same way
  * as a call that failed later. */
@@ -251,7 +283,8 @@ static const char *order_str(const order_flow_t *f, const char *key) {
 enum {
   CREATE_CHECK_USER,   /* get_user on the user service */
   CREATE_USER_CHECKED, /* map its answer: 404, 503, 504, or go on */
-  CREATE_STORE_PENDING,/* commit the pending order, publish order_created */
+  CREATE_STORE_PENDING,/* insert the pending order; go on once it is committed */
+  CREATE_CREATED,      /* publish order_created */
   CREATE_CHARGE,       /* process_payment on the payment service */
   CREATE_CHARGED,      /* confirm, cancel, or leave pending when the outcome is unknown */
 };
@@ -292,37 +325,44 @@ static int create_user_checked(order_flow_t *f) {
 
 static int create_store_pending(order_flow_t *f) {
   json_t *order = NULL;
-  if (order_store_create(f->svc->store, &f->in, &order) != ORDER_STORE_OK)
+  if (order_write_begin(f->svc) != 0 ||
+      order_store_create(f->svc->store, &f->in, &order) != ORDER_STORE_OK)
     return flow_fail(f, 500, "STORAGE_ERROR", "Storage error");
   f->order = order;
   flow_own(f, order_str(f, "id"));
+  /* Neither the event nor the charge before the order is on disk. */
+  return flow_commit(f, CREATE_CREATED, "Storage error; order %s was not stored");
+}
+
+static int create_created(order_flow_t *f) {
+  const json_t *o = f->order;
   order_publish(f->svc, "order_created",
-                json_pack("{s:O, s:O, s:O, s:O, s:O}", "orderId", json_object_get(order, "id"),
-                          "userId", json_object_get(order, "userId"), "totalAmount",
-                          json_object_get(order, "totalAmount"), "currency",
-                          json_object_get(order, "currency"), "items",
-                          json_object_get(order, "items")),
+                json_pack("{s:O, s:O, s:O, s:O, s:O}", "orderId", json_object_get(o, "id"),
+                          "userId", json_object_get(o, "userId"), "totalAmount",
+                          json_object_get(o, "totalAmount"), "currency",
+                          json_object_get(o, "currency"), "items", json_object_get(o, "items")),
                 f->request_id);
   return CREATE_CHARGE;
 }
 
 /* Move the pending order to `to` and reply with it (status 200), or, when
  * err_status is not 0, answer that error instead (err, stolen, or code and
- * message) once the order is moved. */
+ * message) once the order is moved and the move committed. */
 static int create_settle(order_flow_t *f, int to, const char *payment_id, const char *reason,
                          int err_status, json_t *err) {
-  json_t *order = NULL;
-  int rc = order_store_transition(f->svc->store, f->order_id, strlen(f->order_id),
-                                  ORDER_PENDING, to, payment_id, reason, &order);
+  /* f->order is updated in place: the reply needs no read back. */
+  int rc = order_write_begin(f->svc) != 0
+               ? ORDER_STORE_ERROR
+               : order_store_move(f->svc->store, f->order, to, payment_id, reason);
   if (rc == ORDER_STORE_OK) {
-    json_decref(f->order);
-    f->order = order;
-    if (err_status == 0)
-      return flow_reply(f, json_incref(order));
-    /* The code for the log line lives in err, which outlives the log. */
-    const char *code = json_string_value(json_object_get(err, "code"));
-    f->result = (order_result_t){err_status, code ? code : "ERROR", NULL, err};
-    return FLOW_END;
+    if (err_status == 0) {
+      flow_reply(f, json_incref(f->order));
+    } else {
+      /* The code for the log line lives in err, which outlives the log. */
+      const char *code = json_string_value(json_object_get(err, "code"));
+      flow_result(f, (order_result_t){err_status, code ? code : "ERROR", NULL, err});
+    }
+    return flow_commit(f, FLOW_END, "Storage error; order %s stays pending");
   }
   json_decref(err);
   /* The payment outcome is known but not recorded: the order stays pending
@@ -439,6 +479,7 @@ static const step_t create_steps[] = {
     [CREATE_CHECK_USER] = {"check_user", create_check_user},
     [CREATE_USER_CHECKED] = {"user_checked", create_user_checked},
     [CREATE_STORE_PENDING] = {"store_pending", create_store_pending},
+    [CREATE_CREATED] = {"created", create_created},
     [CREATE_CHARGE] = {"charge", create_charge},
     [CREATE_CHARGED] = {"charged", create_charged},
 };
@@ -464,7 +505,8 @@ void order_flow_create(order_svc_t *svc, proto_rpc_call_t *call, const json_t *d
 enum {
   REFUND_LOAD,     /* read the order: it must be confirmed and not busy */
   REFUND_SEND,     /* refund_payment on the payment service */
-  REFUND_SENT,     /* confirmed -> cancelled ("refunded"), order_status_changed */
+  REFUND_SENT,     /* confirmed -> cancelled ("refunded"); go on once committed */
+  REFUND_DONE,     /* order_status_changed, reply */
 };
 
 static int refund_load(order_flow_t *f) {
@@ -500,7 +542,6 @@ static int refund_send(order_flow_t *f) {
 }
 
 static int refund_sent(order_flow_t *f) {
-  json_t *order = NULL;
   int rc, st;
   switch (f->up_status) {
   case PROTO_OK:
@@ -528,8 +569,10 @@ static int refund_sent(order_flow_t *f) {
                      "Refund outcome unknown; order %s stays confirmed: retry the refund",
                      f->order_id);
   }
-  rc = order_store_transition(f->svc->store, f->order_id, strlen(f->order_id), ORDER_CONFIRMED,
-                              ORDER_CANCELLED, NULL, ORDER_REASON_REFUNDED, &order);
+  rc = order_write_begin(f->svc) != 0
+           ? ORDER_STORE_ERROR
+           : order_store_move(f->svc->store, f->order, ORDER_CANCELLED, NULL,
+                              ORDER_REASON_REFUNDED);
   if (rc != ORDER_STORE_OK) {
     /* The money went back but the order does not say so: loud, and a retry
      * of refund_order will find the payment already refunded. */
@@ -542,21 +585,24 @@ static int refund_sent(order_flow_t *f) {
     return flow_fail(f, 500, "STORAGE_ERROR", "Refunded, but order %s could not be updated",
                      f->order_id);
   }
-  json_decref(f->order);
-  f->order = order;
+  return flow_commit(f, REFUND_DONE, "Refunded, but order %s could not be updated");
+}
+
+static int refund_done(order_flow_t *f) {
   order_publish(f->svc, "order_status_changed",
                 json_pack("{s:s, s:O, s:s, s:s}", "orderId", f->order_id, "userId",
-                          json_object_get(order, "userId"), "previousStatus",
+                          json_object_get(f->order, "userId"), "previousStatus",
                           order_status_name(ORDER_CONFIRMED), "newStatus",
                           order_status_name(ORDER_CANCELLED)),
                 f->request_id);
-  return flow_reply(f, json_incref(order));
+  return flow_reply(f, json_incref(f->order));
 }
 
 static const step_t refund_steps[] = {
     [REFUND_LOAD] = {"load", refund_load},
     [REFUND_SEND] = {"refund", refund_send},
     [REFUND_SENT] = {"refunded", refund_sent},
+    [REFUND_DONE] = {"done", refund_done},
 };
 
 void order_flow_refund(order_svc_t *svc, proto_rpc_call_t *call, const json_t *data) {

@@ -2,7 +2,8 @@
  * (get_order, get_orders, update_order_status, health) validate, call the
  * store and return a transport-free result; create_order and refund_order
  * start a flow (flow.c). The thin callbacks at the bottom answer the call and
- * log one line per request, with its request id.
+ * log one line per request, with its request id; update_order_status answers
+ * (and publishes) only after the commit group made its write durable.
  */
 #include "order.h"
 
@@ -32,17 +33,31 @@ static int publish_to_redis(void *arg, const char *pattern, json_t *data,
   return proto_events_publish(svc->pub, pattern, data, request_id);
 }
 
-void order_svc_init(order_svc_t *svc, order_store_t *store, proto_rpc_client_t *user,
-                    proto_rpc_client_t *payment, proto_events_pub_t *pub,
-                    unsigned rpc_timeout_ms) {
+void order_svc_init(order_svc_t *svc, order_store_t *store, store_group_t *group,
+                    proto_rpc_client_t *user, proto_rpc_client_t *payment,
+                    proto_events_pub_t *pub, unsigned rpc_timeout_ms) {
   memset(svc, 0, sizeof(*svc));
   svc->store = store;
+  svc->group = group;
   svc->user = user;
   svc->payment = payment;
   svc->pub = pub;
   svc->rpc_timeout_ms = rpc_timeout_ms ? rpc_timeout_ms : PROTO_RPC_TIMEOUT_MS_DEFAULT;
   svc->publish = publish_to_redis;
   svc->publish_arg = svc;
+}
+
+int order_write_begin(order_svc_t *svc) {
+  if (store_group_begin(svc->group) != 0)
+    return -1;
+  /* On some errors (disk full, I/O) SQLite rolls the open transaction back
+   * by itself. The group's COMMIT then fails for all it holds, but a write
+   * now would commit on its own and yet be reported lost: refuse it. */
+  if (sqlite3_get_autocommit(order_store_db(svc->store))) {
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "the turn's transaction was rolled back");
+    return -1;
+  }
+  return 0;
 }
 
 void order_publish(order_svc_t *svc, const char *pattern, json_t *data,
@@ -141,15 +156,15 @@ order_result_t order_op_list(order_svc_t *svc, const json_t *data) {
   return r ? order_result_ok(r) : storage_error();
 }
 
-order_result_t order_op_update_status(order_svc_t *svc, const json_t *data,
-                                      const char *request_id) {
+order_result_t order_op_update_status(order_svc_t *svc, const json_t *data, json_t **event) {
   order_status_input_t in;
   order_verrs_t errs;
   char msg[ORDER_MESSAGE_MAX_BYTES];
+  *event = NULL;
   if (order_validate_status(data, &in, &errs) != 0)
     return order_result_invalid(&errs);
   for (int attempt = 0; attempt < ORDER_TRANSITION_ATTEMPTS; attempt++) {
-    json_t *order = NULL, *updated = NULL;
+    json_t *order = NULL;
     switch (order_store_get(svc->store, in.id, in.id_len, &order)) {
     case ORDER_STORE_OK:
       break;
@@ -172,22 +187,21 @@ order_result_t order_op_update_status(order_svc_t *svc, const json_t *data,
       json_decref(order);
       return order_result_err(409, "ILLEGAL_TRANSITION", msg);
     }
-    json_t *user_id = json_incref(json_object_get(order, "userId"));
-    json_decref(order);
-    int rc = order_store_transition(svc->store, in.id, in.id_len, cur, in.status, NULL,
-                                    in.status == ORDER_CANCELLED ? ORDER_REASON_REQUESTED : NULL,
-                                    &updated);
+    if (order_write_begin(svc) != 0) {
+      json_decref(order);
+      return storage_error();
+    }
+    /* The order just read is updated in place: no second read. */
+    int rc = order_store_move(svc->store, order, in.status, NULL,
+                              in.status == ORDER_CANCELLED ? ORDER_REASON_REQUESTED : NULL);
     if (rc == ORDER_STORE_OK) {
       /* previousStatus is the status the conditional UPDATE matched. */
-      order_publish(svc, "order_status_changed",
-                    json_pack("{s:O, s:o, s:s, s:s}", "orderId",
-                              json_object_get(updated, "id"), "userId", user_id,
-                              "previousStatus", order_status_name(cur), "newStatus",
-                              order_status_name(in.status)),
-                    request_id);
-      return order_result_ok(updated);
+      *event = json_pack("{s:O, s:O, s:s, s:s}", "orderId", json_object_get(order, "id"),
+                         "userId", json_object_get(order, "userId"), "previousStatus",
+                         order_status_name(cur), "newStatus", order_status_name(in.status));
+      return order_result_ok(order);
     }
-    json_decref(user_id);
+    json_decref(order);
     if (rc == ORDER_STORE_NOT_FOUND)
       return order_result_err(404, "ORDER_NOT_FOUND", "Order not found");
     if (rc != ORDER_STORE_CONFLICT)
@@ -266,10 +280,59 @@ static void on_get_orders(proto_rpc_call_t *call, const json_t *data, void *ctx)
   order_answer(call, "get_orders", order_op_list(ctx, data), t0);
 }
 
+/* A reply and its event, held until the loop turn's COMMIT. */
+typedef struct held_answer {
+  order_svc_t *svc;
+  proto_rpc_call_t *call;
+  const char *pattern;
+  order_result_t r;
+  const char *event_pattern;
+  json_t *event;
+  uint64_t start_ns;
+} held_answer_t;
+
+static void answer_committed(int status, void *arg) {
+  held_answer_t *a = arg;
+  if (status != 0) {
+    /* Rolled back: the change never happened, so no event and no success. */
+    json_decref(a->event);
+    json_decref(a->r.response);
+    json_decref(a->r.err);
+    a->r = storage_error();
+  } else {
+    order_publish(a->svc, a->event_pattern, a->event, proto_rpc_call_request_id(a->call));
+  }
+  order_answer(a->call, a->pattern, a->r, a->start_ns);
+  free(a);
+}
+
+/* Answer r and publish event (stolen) once the write behind them is durable. */
+static void answer_after_commit(order_svc_t *svc, proto_rpc_call_t *call, const char *pattern,
+                                order_result_t r, const char *event_pattern, json_t *event,
+                                uint64_t start_ns) {
+  held_answer_t *a = malloc(sizeof(*a));
+  if (a) {
+    *a = (held_answer_t){svc, call, pattern, r, event_pattern, event, start_ns};
+    if (store_group_defer(svc->group, answer_committed, a) == 0)
+      return;
+    free(a);
+  }
+  /* We cannot wait for the commit, so we cannot say it happened. */
+  json_decref(event);
+  json_decref(r.response);
+  json_decref(r.err);
+  order_answer(call, pattern, order_result_err(500, "INTERNAL_ERROR", "Out of memory"),
+               start_ns);
+}
+
 static void on_update_order_status(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
-  order_answer(call, "update_order_status",
-               order_op_update_status(ctx, data, proto_rpc_call_request_id(call)), t0);
+  json_t *event = NULL;
+  order_result_t r = order_op_update_status(ctx, data, &event);
+  if (r.status != 200) /* nothing was written */
+    order_answer(call, "update_order_status", r, t0);
+  else
+    answer_after_commit(ctx, call, "update_order_status", r, "order_status_changed", event, t0);
 }
 
 static void on_health(proto_rpc_call_t *call, const json_t *data, void *ctx) {

@@ -81,13 +81,19 @@ typedef struct app {
   proto_rpc_client_t *payment;
   proto_events_pub_t *pub;         /* NULL once its close has been started */
   order_store_t *store;
+  store_group_t *group;            /* NULL once closed */
   order_svc_t svc;
   int daemon_ready;                /* signal handles initialised */
 } app_t;
 
-/* After the server: no flow is left, so nothing uses the clients or the
- * publisher any more. */
+/* After the server: no flow is left, so nothing uses the clients, the
+ * publisher or the commit group any more (every answer waited for its
+ * commit). The group goes before the store; the loop runs after this, so its
+ * handles close. */
 static void close_upstreams(app_t *app) {
+  if (app->group)
+    store_group_close(app->group);
+  app->group = NULL;
   if (app->user)
     proto_rpc_client_close(app->user);
   if (app->payment)
@@ -148,6 +154,11 @@ static int start(app_t *app, const config_t *c) {
   proto_rpc_client_opts_t co = {.timeout_ms = (unsigned)c->rpc_timeout_ms};
   if (order_store_open(c->data_dir, (order_sync_t)c->sync, &app->store) != 0)
     return -1;
+  /* One durable COMMIT per loop turn for all its writes (see order.h). */
+  if (!(app->group = store_group_new(&app->loop, order_store_db(app->store)))) {
+    proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot create the commit group");
+    return -1;
+  }
   if (!(app->user = proto_rpc_client_new(&app->loop, "user", c->user_host, c->user_port, &co)) ||
       !(app->payment = proto_rpc_client_new(&app->loop, "payment", c->payment_host,
                                             c->payment_port, &co)) ||
@@ -155,7 +166,7 @@ static int start(app_t *app, const config_t *c) {
     proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot create the upstream clients");
     return -1;
   }
-  order_svc_init(&app->svc, app->store, app->user, app->payment, app->pub,
+  order_svc_init(&app->svc, app->store, app->group, app->user, app->payment, app->pub,
                  (unsigned)c->rpc_timeout_ms);
   if (!(app->srv = proto_rpc_server_new(&app->loop, &c->server))) {
     proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot create the RPC server");

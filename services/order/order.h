@@ -7,6 +7,11 @@
  * runs the multi-step operations that call other services (create_order,
  * refund_order) as explicit step tables; handlers.c glues it all to the RPC
  * server.
+ *
+ * Durability: every write joins the loop turn's transaction of a commit group
+ * (store/commit_group.h, one fsync for all the turn's writes); what must not
+ * happen before the write is durable -- the reply, an event, the next step of
+ * a flow -- is deferred to after that COMMIT.
  */
 #ifndef ORDER_H
 #define ORDER_H
@@ -20,6 +25,7 @@
 #include "proto/rpc_client.h"
 #include "proto/rpc_server.h"
 #include "proto/util.h"
+#include "store/commit_group.h"
 
 /* --- limits ---------------------------------------------------------------- */
 
@@ -169,11 +175,19 @@ int order_sync_parse(const char *s);
  * synchronous mode, busy timeout), create or check the schema and prepare the
  * statements. 0 with *out set, ORDER_STORE_EINVAL or ORDER_STORE_ERROR. */
 int order_store_open(const char *data_dir, order_sync_t sync, order_store_t **out);
-/* Finalize statements and close the database. NULL is a no-op. */
+/* Finalize statements and close the database (close its commit group
+ * first). NULL is a no-op. */
 void order_store_close(order_store_t *s);
+/* The connection, for the commit group (borrowed). */
+sqlite3 *order_store_db(order_store_t *s);
 
-/* Insert a pending order and its items in one transaction (committed when
- * this returns 0). *order is the new order object (caller owns). */
+/* Writes below are atomic each. They commit with the transaction open on the
+ * connection (the commit group's: order_write_begin()), or at once when none
+ * is open (tools, store tests). */
+
+/* Insert a pending order and its items (a savepoint: all or nothing, and a
+ * failure undoes only this order). *order is the new order object (caller
+ * owns). */
 int order_store_create(order_store_t *s, const order_create_input_t *in, json_t **order);
 /* *order = the order object (caller owns). ORDER_STORE_NOT_FOUND or _ERROR. */
 int order_store_get(order_store_t *s, const char *id, size_t id_len, json_t **order);
@@ -189,6 +203,11 @@ int order_store_list_by_user(order_store_t *s, const char *user_id, size_t user_
 int order_store_transition(order_store_t *s, const char *id, size_t id_len, int from,
                            int to, const char *payment_id, const char *cancel_reason,
                            json_t **order);
+/* order_store_transition() for an order object of this store in hand: from
+ * is its "status"; on success the object itself is updated (status,
+ * paymentId, cancelReason, updatedAt) instead of read back. Same codes. */
+int order_store_move(order_store_t *s, json_t *order, int to, const char *payment_id,
+                     const char *cancel_reason);
 /* A cheap read of the orders table, for health checks. 0 or ORDER_STORE_ERROR. */
 int order_store_ping(order_store_t *s);
 /* The connection's journal_mode (into buf) and synchronous level, as in effect. */
@@ -209,6 +228,7 @@ typedef int (*order_publish_fn)(void *arg, const char *pattern, json_t *data,
  * RPC server the handlers are registered on. */
 typedef struct order_svc {
   order_store_t *store;
+  store_group_t *group;            /* group commit on the store's connection */
   proto_rpc_client_t *user;        /* the user service */
   proto_rpc_client_t *payment;     /* the payment service */
   proto_events_pub_t *pub;         /* may be NULL: events are not sent */
@@ -219,10 +239,14 @@ typedef struct order_svc {
   size_t nflows;
 } order_svc_t;
 
-/* Fill svc; publish goes to pub (when not NULL). */
-void order_svc_init(order_svc_t *svc, order_store_t *store, proto_rpc_client_t *user,
-                    proto_rpc_client_t *payment, proto_events_pub_t *pub,
-                    unsigned rpc_timeout_ms);
+/* Fill svc; publish goes to pub (when not NULL). group is on store's db. */
+void order_svc_init(order_svc_t *svc, order_store_t *store, store_group_t *group,
+                    proto_rpc_client_t *user, proto_rpc_client_t *payment,
+                    proto_events_pub_t *pub, unsigned rpc_timeout_ms);
+
+/* Call before a write: joins (or opens) the loop turn's transaction. 0, or
+ * -1 (logged): do not write, answer 500 STORAGE_ERROR. */
+int order_write_begin(order_svc_t *svc);
 
 /* Publish through svc->publish, logging a failure (never fatal). */
 void order_publish(order_svc_t *svc, const char *pattern, json_t *data,
@@ -261,9 +285,11 @@ void order_flow_refund(order_svc_t *svc, proto_rpc_call_t *call, const json_t *d
 /* The synchronous operations, callable without a server (tests). */
 order_result_t order_op_get(order_svc_t *svc, const json_t *data);
 order_result_t order_op_list(order_svc_t *svc, const json_t *data);
-/* Publishes order_status_changed on success (request_id may be NULL). */
-order_result_t order_op_update_status(order_svc_t *svc, const json_t *data,
-                                      const char *request_id);
+/* On success (status 200) the move is written but not yet committed: the
+ * caller answers, and publishes *event (order_status_changed data, owned,
+ * NULL when out of memory), only after the commit, as on_update_order_status
+ * does. */
+order_result_t order_op_update_status(order_svc_t *svc, const json_t *data, json_t **event);
 order_result_t order_op_health(order_svc_t *svc);
 
 /* Answer call with r (consumed) and log one line for the request. */

@@ -1,8 +1,8 @@
 /* store.c: the order database, $DATA_DIR/order.db in SQLite. Owns the schema
  * (orders + order_items, versioned with PRAGMA user_version), the connection
- * settings that make a success reply mean "committed and on disk", one cached
- * prepared statement per query, and the atomic status transition. Every
- * SQLite error is logged here.
+ * settings that make a commit durable, one cached prepared statement per
+ * query, and the atomic status transition. Transactions are not opened here:
+ * writes join the commit group's (order.h). Every SQLite error is logged here.
  */
 #include "order.h"
 
@@ -26,9 +26,9 @@
 #define ORDER_DATA_DIR_MODE 0750
 
 enum {
-  STMT_BEGIN,
-  STMT_COMMIT,
-  STMT_ROLLBACK,
+  STMT_SAVEPOINT,
+  STMT_RELEASE,
+  STMT_ROLLBACK_TO,
   STMT_INSERT_ORDER,
   STMT_INSERT_ITEM,
   STMT_GET_ORDER,
@@ -46,11 +46,12 @@ enum {
   " cancel_reason, created_at, updated_at"
 
 static const char *const stmt_sql[STMT_COUNT_ALL_] = {
-    /* IMMEDIATE takes the write lock at once: the order and its items commit
-     * together or not at all. */
-    [STMT_BEGIN] = "BEGIN IMMEDIATE",
-    [STMT_COMMIT] = "COMMIT",
-    [STMT_ROLLBACK] = "ROLLBACK",
+    /* The order and its items go in together or not at all. A savepoint, not
+     * BEGIN: it nests in the commit group's open transaction (a failed order
+     * undoes only itself), and outside one it is a transaction of its own. */
+    [STMT_SAVEPOINT] = "SAVEPOINT order_create",
+    [STMT_RELEASE] = "RELEASE order_create",
+    [STMT_ROLLBACK_TO] = "ROLLBACK TO order_create",
     [STMT_INSERT_ORDER] = "INSERT INTO orders (" ORDER_COLUMNS ")"
                           " VALUES (?1, ?2, ?3, ?4, 'pending', ?5, NULL, NULL, ?6, ?6)",
     [STMT_INSERT_ITEM] = "INSERT INTO order_items (order_id, line, product_id, quantity, price)"
@@ -382,6 +383,10 @@ out:
   return ret;
 }
 
+sqlite3 *order_store_db(order_store_t *s) {
+  return s->db;
+}
+
 void order_store_close(order_store_t *s) {
   if (!s)
     return;
@@ -431,7 +436,8 @@ static json_t *new_order_json(const char *id, const order_create_input_t *in, co
 
 int order_store_create(order_store_t *s, const order_create_input_t *in, json_t **order) {
   char id[PROTO_ID_MAX], now[PROTO_ISO_TIME_LEN];
-  int in_tx = 0, ret = ORDER_STORE_ERROR;
+  int in_sp = 0, ret = ORDER_STORE_ERROR;
+  json_t *o = NULL;
   *order = NULL;
   if (in->n_items < ORDER_ITEMS_MIN || in->n_items > ORDER_ITEMS_MAX || in->total < 0)
     return ORDER_STORE_EINVAL;
@@ -440,9 +446,15 @@ int order_store_create(order_store_t *s, const order_create_input_t *in, json_t 
     return ORDER_STORE_ERROR;
   }
   proto_time_iso(now);
-  if (step_done(s, STMT_BEGIN, "begin") != 0)
+  /* Built first: once the rows are written, nothing may fail without
+   * undoing them. */
+  if (!(o = new_order_json(id, in, now))) {
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "out of memory building order %s", id);
+    return ORDER_STORE_ERROR;
+  }
+  if (step_done(s, STMT_SAVEPOINT, "savepoint") != 0)
     goto out;
-  in_tx = 1;
+  in_sp = 1;
   sqlite3_stmt *st = s->stmt[STMT_INSERT_ORDER];
   if (bind_str(s, st, 1, id) != 0 || bind_text(s, st, 2, in->user_id, in->user_id_len) != 0 ||
       bind_int(s, st, 3, in->total) != 0 || bind_str(s, st, 4, in->currency) != 0 ||
@@ -465,19 +477,19 @@ int order_store_create(order_store_t *s, const order_create_input_t *in, json_t 
     if (step_done(s, STMT_INSERT_ITEM, "insert item") != 0)
       goto out;
   }
-  if (step_done(s, STMT_COMMIT, "commit") != 0)
+  if (step_done(s, STMT_RELEASE, "release") != 0)
     goto out;
-  in_tx = 0;
-  if (!(*order = new_order_json(id, in, now))) {
-    /* Committed, but we cannot say so: the caller answers 500 and the order
-     * stays pending, visible to get_order. */
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "out of memory building order %s", id);
-    goto out;
-  }
+  in_sp = 0;
+  *order = o;
+  o = NULL;
   ret = 0;
 out:
-  if (in_tx && sqlite3_get_autocommit(s->db) == 0)
-    step_done(s, STMT_ROLLBACK, "rollback");
+  /* Undo this order only; SQLite may already have rolled the whole
+   * transaction back (then there is no savepoint left). */
+  if (in_sp && sqlite3_get_autocommit(s->db) == 0 &&
+      step_done(s, STMT_ROLLBACK_TO, "rollback to") == 0)
+    step_done(s, STMT_RELEASE, "release");
+  json_decref(o);
   return ret;
 }
 
@@ -498,17 +510,12 @@ out:
   return ret;
 }
 
-int order_store_transition(order_store_t *s, const char *id, size_t id_len, int from, int to,
-                           const char *payment_id, const char *cancel_reason,
-                           json_t **order) {
+/* The conditional UPDATE behind both transition functions; now is the
+ * updatedAt to write. */
+static int transition(order_store_t *s, const char *id, size_t id_len, const char *from_name,
+                      const char *to_name, const char *payment_id, const char *cancel_reason,
+                      const char *now) {
   sqlite3_stmt *st = s->stmt[STMT_TRANSITION];
-  char now[PROTO_ISO_TIME_LEN];
-  const char *from_name = order_status_name(from), *to_name = order_status_name(to);
-  if (order)
-    *order = NULL;
-  if (!from_name || !to_name)
-    return ORDER_STORE_EINVAL;
-  proto_time_iso(now);
   if (bind_text(s, st, 1, id, id_len) != 0 || bind_str(s, st, 2, from_name) != 0 ||
       bind_str(s, st, 3, to_name) != 0 || bind_str(s, st, 4, payment_id) != 0 ||
       bind_str(s, st, 5, cancel_reason) != 0 || bind_str(s, st, 6, now) != 0) {
@@ -522,11 +529,63 @@ int order_store_transition(order_store_t *s, const char *id, size_t id_len, int 
     int rc = order_exists(s, id, id_len);
     return rc == ORDER_STORE_OK ? ORDER_STORE_CONFLICT : rc;
   }
-  if (!order)
-    return ORDER_STORE_OK;
-  /* Committed; the reply reads it back (items and all). */
-  int rc = order_store_get(s, id, id_len, order);
+  return ORDER_STORE_OK;
+}
+
+int order_store_transition(order_store_t *s, const char *id, size_t id_len, int from, int to,
+                           const char *payment_id, const char *cancel_reason,
+                           json_t **order) {
+  char now[PROTO_ISO_TIME_LEN];
+  const char *from_name = order_status_name(from), *to_name = order_status_name(to);
+  if (order)
+    *order = NULL;
+  if (!from_name || !to_name)
+    return ORDER_STORE_EINVAL;
+  proto_time_iso(now);
+  int rc = transition(s, id, id_len, from_name, to_name, payment_id, cancel_reason, now);
+  if (rc != ORDER_STORE_OK || !order)
+    return rc;
+  /* The reply reads it back (items and all). */
+  rc = order_store_get(s, id, id_len, order);
   return rc == ORDER_STORE_NOT_FOUND ? ORDER_STORE_ERROR : rc;
+}
+
+int order_store_move(order_store_t *s, json_t *order, int to, const char *payment_id,
+                     const char *cancel_reason) {
+  char now[PROTO_ISO_TIME_LEN];
+  const char *id = json_string_value(json_object_get(order, "id"));
+  const char *from_name = json_string_value(json_object_get(order, "status"));
+  const char *to_name = order_status_name(to);
+  int from = from_name ? order_status_parse(from_name, strlen(from_name)) : -1;
+  json_t *status = NULL, *pid = NULL, *reason = NULL, *updated = NULL;
+  int ret = ORDER_STORE_ERROR;
+  if (!id || from < 0 || !to_name)
+    return ORDER_STORE_EINVAL;
+  /* Allocate before writing: once the row has moved, patching the object
+   * must not fail (replacing a value of an existing key does not allocate). */
+  proto_time_iso(now);
+  if (!(status = json_string(to_name)) || !(updated = json_string(now)) ||
+      (payment_id && !(pid = json_string(payment_id))) ||
+      (cancel_reason && !(reason = json_string(cancel_reason))))
+    goto out;
+  from_name = order_status_name(from); /* static: the object's value is replaced below */
+  ret = transition(s, id, strlen(id), from_name, to_name, payment_id, cancel_reason, now);
+  if (ret != ORDER_STORE_OK)
+    goto out;
+  json_object_set_new(order, "status", status);
+  json_object_set_new(order, "updatedAt", updated);
+  status = updated = NULL;
+  if (pid)
+    json_object_set_new(order, "paymentId", pid);
+  if (reason)
+    json_object_set_new(order, "cancelReason", reason);
+  pid = reason = NULL;
+out:
+  json_decref(status);
+  json_decref(updated);
+  json_decref(pid);
+  json_decref(reason);
+  return ret;
 }
 
 /* --- reads ------------------------------------------------------------------ */

@@ -3,8 +3,11 @@
  * services on another, a test client calling the order server. Covers every
  * branch of the payment outcome (confirmed, declined, rejected, unavailable,
  * unknown), the user check (404, 503, 504), the busy guard while a payment is
- * in flight, the events published, and the status machine over RPC. Every
- * test arms a watchdog and ends with uv_loop_close() == 0.
+ * in flight, the events published, and the status machine over RPC. Group
+ * commit: every event and charge is checked, as it happens, against a second
+ * connection that sees only committed rows; concurrent orders share commits;
+ * a failed commit answers 500 and publishes nothing. Every test arms a
+ * watchdog and ends with uv_loop_close() == 0.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +19,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "order.h"
 #include "proto/error.h"
@@ -30,6 +34,8 @@ typedef struct fixture {
   uv_timer_t watchdog;
   char dir[256];
   order_store_t *store;
+  store_group_t *group;            /* group commit on the store */
+  sqlite3 *peek;                   /* a second connection: sees only committed rows */
   proto_rpc_server_t *fake;        /* the fake user + payment services */
   proto_rpc_server_t *srv;         /* the order service */
   proto_rpc_client_t *user;        /* order -> fake */
@@ -56,6 +62,23 @@ typedef struct result {
 static void on_watchdog(uv_timer_t *t) {
   (void)t;
   fail_msg("watchdog: test did not finish in time");
+}
+
+/* --- what is durable ------------------------------------------------------------ */
+
+/* The order's status as committed (read on f->peek, which cannot see the
+ * commit group's open transaction), into buf; "" when no such row. */
+static const char *durable_status(fixture_t *f, const char *id, char *buf, size_t size) {
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(f->peek, "SELECT status FROM orders WHERE id = ?1", -1,
+                                      &st, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT), SQLITE_OK);
+  int rc = sqlite3_step(st);
+  assert_true(rc == SQLITE_ROW || rc == SQLITE_DONE);
+  snprintf(buf, size, "%s", rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0) : "");
+  sqlite3_finalize(st);
+  return buf;
 }
 
 /* --- the fakes ------------------------------------------------------------------ */
@@ -91,6 +114,11 @@ static void fake_process_payment(proto_rpc_call_t *call, const json_t *data, voi
   fixture_t *f = ctx;
   const char *m = json_string_value(json_object_get(data, "paymentMethod"));
   const char *rid = proto_rpc_call_request_id(call);
+  char st[32];
+  /* Charged only once the pending order is on disk. */
+  assert_string_equal(
+      durable_status(f, json_string_value(json_object_get(data, "orderId")), st, sizeof(st)),
+      "pending");
   json_array_append(f->payments, (json_t *)data);
   snprintf(f->last_payment_rid, sizeof(f->last_payment_rid), "%s", rid ? rid : "");
   if (!m)
@@ -135,6 +163,16 @@ static void answer_held(fixture_t *f, json_t *response) {
 
 static int record_event(void *arg, const char *pattern, json_t *data, const char *request_id) {
   fixture_t *f = arg;
+  char st[32];
+  /* Published synchronously from the commit's continuation: what the event
+   * says must already be committed. */
+  const char *id = json_string_value(json_object_get(data, "orderId"));
+  const char *want = strcmp(pattern, "order_created") == 0
+                         ? "pending"
+                         : json_string_value(json_object_get(data, "newStatus"));
+  assert_non_null(id);
+  assert_non_null(want);
+  assert_string_equal(durable_status(f, id, st, sizeof(st)), want);
   json_array_append_new(f->events, json_pack("{s:s, s:o, s:s?}", "pattern", pattern, "data",
                                              data, "requestId", request_id));
   return 0;
@@ -162,6 +200,9 @@ static int setup(void **state) {
   snprintf(f->dir, sizeof(f->dir), "%s/order-flow-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   assert_non_null(mkdtemp(f->dir));
   assert_int_equal(order_store_open(f->dir, ORDER_SYNC_NORMAL, &f->store), 0);
+  char db[300];
+  snprintf(db, sizeof(db), "%s/order.db", f->dir);
+  assert_int_equal(sqlite3_open_v2(db, &f->peek, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
   f->events = json_array();
   f->payments = json_array();
   f->refunds = json_array();
@@ -189,7 +230,9 @@ static int setup(void **state) {
   assert_non_null(f->user);
   assert_non_null(f->payment);
   assert_non_null(f->dead);
-  order_svc_init(&f->svc, f->store, f->user, f->payment, NULL, 3000);
+  f->group = store_group_new(&f->loop, order_store_db(f->store));
+  assert_non_null(f->group);
+  order_svc_init(&f->svc, f->store, f->group, f->user, f->payment, NULL, 3000);
   f->svc.publish = record_event;
   f->svc.publish_arg = f;
 
@@ -218,9 +261,11 @@ static int teardown(void **state) {
   proto_rpc_client_close(f->dead);
   answer_held(f, NULL);
   stop_server(f, &f->fake);
+  store_group_close(f->group);   /* before the store; the loop closes its handles */
   uv_close((uv_handle_t *)&f->watchdog, NULL);
   uv_run(&f->loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&f->loop), 0);
+  sqlite3_close(f->peek);
   order_store_close(f->store);
   for (size_t i = 0; i < 3; i++) {
     snprintf(p, sizeof(p), "%s/%s", f->dir, files[i]);
@@ -690,6 +735,107 @@ static void test_get_orders_and_health(void **state) {
   result_clear(&r);
 }
 
+/* --- group commit ------------------------------------------------------------------ */
+
+/* Orders that reach the store in the same loop turn share one COMMIT: the
+ * fake answers the user checks together, so their inserts (and, the same
+ * way, their settlements) land in one turn. */
+static void test_concurrent_orders_share_commits(void **state) {
+  enum { N = 16 };
+  fixture_t *f = *state;
+  result_t r[N];
+  store_group_stats_t st;
+  for (int i = 0; i < N; i++)
+    send_cmd(f, "create_order", order_body("user_1", "tok_visa"), NULL, &r[i]);
+  for (int i = 0; i < N; i++) {
+    wait_result(f, &r[i]);
+    assert_ok(&r[i]);
+    assert_string_equal(str(r[i].response, "status"), "confirmed");
+    result_clear(&r[i]);
+  }
+  store_group_stats(f->group, &st);
+  /* Committed one by one, N orders would take 2 * N commits (insert, then
+   * confirm); each continuation waited for one. */
+  assert_true(st.commits >= 2);
+  assert_true(st.commits < N);
+  assert_int_equal(st.failures, 0);
+  assert_int_equal(st.deferred, 2 * N);
+  assert_int_equal(json_array_size(f->events), N);
+  assert_int_equal(json_array_size(f->payments), N);
+}
+
+static void exec_ok(fixture_t *f, const char *sql) {
+  char *err = NULL;
+  if (sqlite3_exec(order_store_db(f->store), sql, NULL, NULL, &err) != SQLITE_OK)
+    fail_msg("%s: %s", sql, err ? err : "?");
+}
+
+/* A trigger that breaks a deferred foreign key on each write of `what` (an
+ * INSERT or UPDATE on orders): the statement succeeds, the COMMIT fails. */
+static void break_commits_on(fixture_t *f, const char *what) {
+  char sql[512];
+  exec_ok(f, "CREATE TABLE IF NOT EXISTS gc_parent (id INTEGER PRIMARY KEY);"
+             "CREATE TABLE IF NOT EXISTS gc_child (pid INTEGER REFERENCES gc_parent (id)"
+             " DEFERRABLE INITIALLY DEFERRED)");
+  snprintf(sql, sizeof(sql),
+           "CREATE TRIGGER gc_break AFTER %s ON orders BEGIN"
+           " INSERT INTO gc_child VALUES (-1); END",
+           what);
+  exec_ok(f, sql);
+}
+
+static void test_failed_commit_answers_500_and_publishes_nothing(void **state) {
+  fixture_t *f = *state;
+  char id[PROTO_ID_MAX], st[32];
+  store_group_stats_t gs;
+
+  /* The pending order's commit fails: no event, no charge, no order. */
+  break_commits_on(f, "INSERT");
+  result_t r = call(f, "create_order", order_body("user_1", "tok_visa"), NULL);
+  assert_err(&r, 500, "STORAGE_ERROR");
+  id_in_message(r.err, id);
+  result_clear(&r);
+  assert_int_equal(json_array_size(f->events), 0);
+  assert_int_equal(json_array_size(f->payments), 0);
+  assert_string_equal(durable_status(f, id, st, sizeof(st)), "");
+  r = call(f, "get_order", json_pack("{s:s}", "id", id), NULL);
+  assert_err(&r, 404, "ORDER_NOT_FOUND");
+  result_clear(&r);
+  store_group_stats(f->group, &gs);
+  assert_int_equal(gs.failures, 1);
+  exec_ok(f, "DROP TRIGGER gc_break");
+
+  /* The settlement's commit fails: charged, but the order stays pending. */
+  break_commits_on(f, "UPDATE");
+  r = call(f, "create_order", order_body("user_1", "tok_visa"), NULL);
+  assert_err(&r, 500, "STORAGE_ERROR");
+  id_in_message(r.err, id);
+  assert_non_null(strstr(str(r.err, "message"), "stays pending"));
+  result_clear(&r);
+  assert_string_equal(durable_status(f, id, st, sizeof(st)), "pending");
+  assert_int_equal(json_array_size(f->events), 1); /* its order_created only */
+  exec_ok(f, "DROP TRIGGER gc_break");
+
+  /* update_order_status: 500, no order_status_changed, status unchanged. */
+  char *confirmed = create_confirmed(f);
+  size_t events = json_array_size(f->events);
+  break_commits_on(f, "UPDATE");
+  r = call(f, "update_order_status",
+           json_pack("{s:s, s:s}", "id", confirmed, "status", "shipped"), NULL);
+  assert_err(&r, 500, "STORAGE_ERROR");
+  result_clear(&r);
+  assert_int_equal(json_array_size(f->events), events);
+  assert_string_equal(durable_status(f, confirmed, st, sizeof(st)), "confirmed");
+  exec_ok(f, "DROP TRIGGER gc_break");
+
+  /* The group recovers: the next write commits. */
+  r = call(f, "update_order_status",
+           json_pack("{s:s, s:s}", "id", confirmed, "status", "shipped"), NULL);
+  assert_ok(&r);
+  result_clear(&r);
+  assert_string_equal(durable_status(f, confirmed, st, sizeof(st)), "shipped");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_create_confirmed, setup, teardown),
@@ -711,6 +857,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_refund_confirmed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refund_refused_cases, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_orders_and_health, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_concurrent_orders_share_commits, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_failed_commit_answers_500_and_publishes_nothing,
+                                      setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,9 @@
 /* test_store.c: the order store (store.c) on a fresh temporary DATA_DIR per
  * test: schema and settings, create/get with items, pagination (newest first,
  * per user, capped pages), the atomic status transition (conflict when the
- * status moved, not found), persistence across a reopen, and refusal of a
- * newer schema.
+ * status moved, not found), the in-place move, a failed create inside an open
+ * transaction undoing only itself, persistence across a reopen, and refusal
+ * of a newer schema.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -276,6 +277,56 @@ static void test_newer_schema_refused(void **state) {
   assert_null(s);
 }
 
+/* order_store_move updates the object in hand to exactly what a re-read
+ * returns; a stale object conflicts and stays as it was. */
+static void test_move_updates_object_in_place(void **state) {
+  fixture_t *f = *state;
+  open_store(f);
+  json_t *o = create(f->store, "user_a", 2);
+  json_t *stale = json_deep_copy(o);
+  json_t *got = NULL;
+  const char *id = str(o, "id");
+  assert_int_equal(order_store_move(f->store, o, ORDER_CONFIRMED, "pay_1", NULL), 0);
+  assert_string_equal(str(o, "status"), "confirmed");
+  assert_string_equal(str(o, "paymentId"), "pay_1");
+  assert_int_equal(order_store_get(f->store, id, strlen(id), &got), 0);
+  assert_true(json_equal(got, o));
+  json_decref(got);
+
+  assert_int_equal(order_store_move(f->store, stale, ORDER_CANCELLED, NULL, "late"),
+                   ORDER_STORE_CONFLICT);
+  assert_string_equal(str(stale, "status"), "pending");
+  assert_true(json_is_null(json_object_get(stale, "cancelReason")));
+  assert_int_equal(order_store_move(f->store, o, 42, NULL, NULL), ORDER_STORE_EINVAL);
+  json_decref(stale);
+  json_decref(o);
+}
+
+/* Inside an open transaction (the commit group's), a create that fails
+ * undoes only itself: the other writes of the transaction commit. */
+static void test_failed_create_undoes_only_itself(void **state) {
+  fixture_t *f = *state;
+  sqlite3 *db = order_store_db(open_store(f));
+  json_t *orders = NULL, *bad = NULL;
+  int64_t total = -1;
+  assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  json_t *o = create(f->store, "user_a", 1);
+  order_create_input_t in = {.user_id = "user_a", .user_id_len = 6,
+                             .payment_method = "tok_visa", .payment_method_len = 8,
+                             .currency = "EUR", .n_items = 2};
+  in.items[0] = (order_item_input_t){"p", 1, 1, 100};
+  in.items[1] = (order_item_input_t){"q", 1, 0, 100}; /* quantity 0: CHECK fails */
+  assert_int_equal(order_store_create(f->store, &in, &bad), ORDER_STORE_ERROR);
+  assert_null(bad);
+  assert_false(sqlite3_get_autocommit(db)); /* the outer transaction goes on */
+  assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+  assert_int_equal(order_store_list_by_user(f->store, "user_a", 6, 1, 10, &orders, &total), 0);
+  assert_int_equal(total, 1);
+  assert_string_equal(str(json_array_get(orders, 0), "id"), str(o, "id"));
+  json_decref(orders);
+  json_decref(o);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_open_settings_and_schema, setup, teardown),
@@ -284,6 +335,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_transition_is_atomic, setup, teardown),
       cmocka_unit_test_setup_teardown(test_persists_across_reopen, setup, teardown),
       cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_move_updates_object_in_place, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_failed_create_undoes_only_itself, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
