@@ -6,6 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh run
 build=${BUILD_DIR:-build}
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DNESTC_TESTS=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)"
+scripts/build.sh "$build" RelWithDebInfo
 exec scripts/stack.sh "$build"

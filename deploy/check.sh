@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# deploy/check.sh: offline checks of everything under deploy/ (no container
+# engine, no cluster, no registry but Debian's and npm's). Run from anywhere:
+#   deploy/check.sh
+# 1. docker-compose config -q, and yamllint on deploy/;
+# 2. kubectl kustomize deploy/k8s renders; every object (and the optional
+#    Ingress) validates against the Kubernetes JSON schemas and has no unknown
+#    field (deploy/validate); the broken manifests in deploy/validate/testdata
+#    ARE rejected, each for its stated reason;
+# 3. environment variables and ports agree across the sources, compose and
+#    Kubernetes (deploy/validate/consistency.mjs), and deliberately broken
+#    copies are caught;
+# 4. the Dockerfile builds with the same scripts as `make run` (scripts/run.sh).
+# Installs what is missing with apt-get when root (docker-compose, yamllint,
+# kubernetes-client) and npm ci's deploy/validate. Exits non-zero, naming each
+# failed check, when anything fails.
+set -uo pipefail
+cd "$(dirname "$0")/.." || exit 1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failed=()
+
+step() { echo "== $*"; }
+ok() { echo "ok: $*"; }
+bad() { echo "FAIL: $*" >&2; failed+=("$*"); }
+
+# ---- tools -----------------------------------------------------------------------
+need_pkgs=()
+command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
+command -v yamllint >/dev/null || need_pkgs+=(yamllint)
+command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "check: installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  else
+    echo "check: missing packages. Run:  sudo apt-get install -y ${need_pkgs[*]}" >&2
+    exit 1
+  fi
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null ||
+   [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "check: Node.js >= 20 with npm is needed (as for make test)" >&2
+  exit 1
+fi
+v=deploy/validate
+if [ ! -d $v/node_modules ] || [ $v/package-lock.json -nt $v/node_modules/.package-lock.json ]; then
+  (cd $v && npm ci --no-audit --no-fund --loglevel=error) || { echo "check: npm ci failed" >&2; exit 1; }
+fi
+
+# ---- 1. compose and YAML -----------------------------------------------------------
+step "docker-compose config"
+if docker-compose -f deploy/docker-compose.yml config -q; then ok "docker-compose config -q"
+else bad "docker-compose -f deploy/docker-compose.yml config -q"; fi
+
+step "yamllint"
+if yamllint --strict -c deploy/.yamllint deploy; then ok "yamllint deploy/"
+else bad "yamllint -c deploy/.yamllint deploy"; fi
+
+# ---- 2. Kubernetes -------------------------------------------------------------------
+step "kustomize ($(kubectl version --client 2>/dev/null | head -n 1))"
+rendered=$tmp/rendered.yaml
+if kubectl kustomize deploy/k8s >"$rendered" && [ -s "$rendered" ]; then
+  ok "kubectl kustomize deploy/k8s: $(grep -c '^kind:' "$rendered") objects"
+else
+  bad "kubectl kustomize deploy/k8s"
+fi
+
+step "schemas and field names"
+if node $v/validate.mjs "$rendered" deploy/k8s/optional/*.yaml; then ok "every object is valid"
+else bad "Kubernetes objects invalid (deploy/validate/validate.mjs)"; fi
+if node $v/validate.mjs --expect-invalid $v/testdata/*.yaml; then
+  ok "the broken manifests in $v/testdata are rejected"
+else
+  bad "the validator accepted a broken manifest in $v/testdata (or for the wrong reason)"
+fi
+
+# ---- 3. environment variables and ports ---------------------------------------------
+step "consistency"
+if node $v/consistency.mjs "$rendered"; then ok "env and ports consistent"
+else bad "env/ports inconsistent (deploy/validate/consistency.mjs)"; fi
+
+# expect_caught WHAT FILE(k8s|compose) SED_EXPR EXPECTED: a broken copy must fail.
+expect_caught() {
+  local what=$1 which=$2 expr=$3 expected=$4 out
+  mkdir -p "$tmp/mut"
+  cp deploy/docker-compose.yml deploy/compose.env "$tmp/mut/"
+  cp "$rendered" "$tmp/mut/rendered.yaml"
+  if [ "$which" = k8s ]; then sed -i "$expr" "$tmp/mut/rendered.yaml"
+  else sed -i "$expr" "$tmp/mut/docker-compose.yml"; fi
+  if out=$(node $v/consistency.mjs "$tmp/mut/rendered.yaml" "$tmp/mut/docker-compose.yml" 2>&1); then
+    bad "consistency check missed: $what"
+  elif ! grep -qF -- "$expected" <<<"$out"; then
+    bad "consistency check caught '$what' for another reason: $out"
+  else
+    ok "caught: $what"
+  fi
+}
+expect_caught "a setting missing from the ConfigMap" k8s '/^  LOG_LEVEL: info$/d' \
+  "user-service lacks LOG_LEVEL"
+expect_caught "a Service on the wrong port" k8s 's/port: 3003$/port: 3033/' \
+  "Service/payment: must expose 3003"
+expect_caught "order may not reach payment" k8s \
+  '/name: payment-from-gateway-and-order/,/^---/{/app.kubernetes.io\/name: order/s/order/orderx/}' \
+  "no rule allows order->payment"
+expect_caught "a compose port that differs from the daemons' default" compose \
+  's/USER_SERVICE_PORT: "3001"/USER_SERVICE_PORT: "3011"/' "USER_SERVICE_PORT=3011"
+expect_caught "a compose setting missing" compose '/^  RPC_TIMEOUT_MS:/d' "gateway lacks RPC_TIMEOUT_MS"
+
+# ---- 4. one build recipe ---------------------------------------------------------------
+step "Dockerfile builds with the scripts of make run"
+df=deploy/Dockerfile
+recipe_ok=1
+if ! grep -A1 -E '^run:' Makefile | grep -q 'scripts/run.sh'; then
+  echo "Makefile: 'make run' does not call scripts/run.sh" >&2; recipe_ok=0
+fi
+for script in 'scripts/deps.sh run' 'scripts/build.sh '; do
+  grep -q "^scripts/${script#scripts/}" scripts/run.sh ||
+    { echo "scripts/run.sh does not call $script" >&2; recipe_ok=0; }
+  grep -qE "^RUN .*${script}" $df ||
+    { echo "$df does not RUN $script" >&2; recipe_ok=0; }
+done
+# the same build type, and no second cmake recipe outside scripts/build.sh
+type_run=$(sed -n 's/^scripts\/build\.sh [^ ]* \([A-Za-z]*\).*/\1/p' scripts/run.sh)
+type_df=$(sed -n 's/^RUN scripts\/build\.sh [^ ]* \([A-Za-z]*\).*/\1/p' $df)
+if [ -z "$type_run" ] || [ "$type_run" != "$type_df" ]; then
+  echo "build type differs: run.sh '$type_run', Dockerfile '$type_df'" >&2; recipe_ok=0
+fi
+if grep -nE 'cmake +(-S|--build)' $df scripts/run.sh; then
+  echo "a cmake configure/build outside scripts/build.sh (above)" >&2; recipe_ok=0
+fi
+if [ $recipe_ok = 1 ]; then ok "Dockerfile and scripts/run.sh share deps.sh run + build.sh ($type_df)"
+else bad "the Dockerfile's build differs from scripts/run.sh"; fi
+
+step "shell syntax"
+if bash -n deploy/check.sh deploy/compose-smoke.sh scripts/build.sh && sh -n deploy/healthcheck.sh; then
+  ok "bash -n / sh -n"
+else
+  bad "shell syntax"
+fi
+
+echo
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "deploy/check.sh: ${#failed[@]} check(s) FAILED:" >&2
+  printf '  - %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+echo "deploy/check.sh: all checks passed"
