@@ -16,6 +16,8 @@ typedef struct deferred {
 struct store_group {
   uv_check_t check;         /* commit point: after the turn's I/O callbacks */
   uv_idle_t idle;           /* active while work is pending: poll must not block */
+  uv_timer_t timer;         /* commit point when a delay is set */
+  unsigned delay_ms;        /* 0: commit every loop turn */
   sqlite3 *db;
   int in_txn;
   int rolled_back;          /* SQLite aborted the open transaction by itself */
@@ -82,11 +84,23 @@ static void on_check(uv_check_t *h) {
   }
 }
 
+static void on_timer(uv_timer_t *h) {
+  store_group_t *g = h->data;
+  flush(g);
+  if (g->in_txn || g->head)
+    uv_timer_start(&g->timer, on_timer, g->delay_ms, 0);
+}
+
 static void on_idle(uv_idle_t *h) {
   (void)h; /* its being active is the point: the loop polls without blocking */
 }
 
 static void arm(store_group_t *g) {
+  if (g->delay_ms) {
+    if (!uv_is_active((uv_handle_t *)&g->timer))
+      uv_timer_start(&g->timer, on_timer, g->delay_ms, 0);
+    return;
+  }
   if (!uv_is_active((uv_handle_t *)&g->check)) {
     uv_check_start(&g->check, on_check);
     uv_idle_start(&g->idle, on_idle);
@@ -104,12 +118,18 @@ store_group_t *store_group_new(uv_loop_t *loop, sqlite3 *db) {
   }
   g->check.data = g;
   g->idle.data = g;
+  g->timer.data = g;
   g->handles_open = 1;
   if (uv_idle_init(loop, &g->idle) != 0) {
     store_group_close(g);
     return NULL;
   }
   g->handles_open = 2;
+  if (uv_timer_init(loop, &g->timer) != 0) {
+    store_group_close(g);
+    return NULL;
+  }
+  g->handles_open = 3;
   return g;
 }
 
@@ -172,6 +192,13 @@ void store_group_close(store_group_t *g) {
     flush(g);
   g->closing = 1;
   uv_close((uv_handle_t *)&g->check, on_closed);
-  if (g->handles_open == 2)
+  int open = g->handles_open; /* on_closed may free g on the last one */
+  if (open >= 3)
+    uv_close((uv_handle_t *)&g->timer, on_closed);
+  if (open >= 2)
     uv_close((uv_handle_t *)&g->idle, on_closed);
+}
+
+void store_group_set_delay(store_group_t *g, unsigned delay_ms) {
+  g->delay_ms = delay_ms;
 }

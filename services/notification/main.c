@@ -57,6 +57,9 @@ static const char usage[] =
     STR(NTF_WEBHOOK_MAX_ATTEMPTS_LIMIT) " (default " STR(NTF_WEBHOOK_MAX_ATTEMPTS_DEFAULT) ")\n"
     "  NOTIFY_WEBHOOK_TIMEOUT_MS        per attempt (default "
     STR(NTF_WEBHOOK_TIMEOUT_MS_DEFAULT) ")\n"
+    "  NOTIFY_COMMIT_DELAY_MS           batch stored notifications into one commit\n"
+    "                                   over this many ms (default 10; 0 = every\n"
+    "                                   loop turn)\n"
     "  NOTIFY_WEBHOOK_BACKOFF_MS        wait before the 2nd attempt, doubling after\n"
     "                                   (default " STR(NTF_WEBHOOK_BACKOFF_MS_DEFAULT)
     ", at most " STR(NTF_WEBHOOK_BACKOFF_MAX_MS) ")\n"
@@ -73,7 +76,10 @@ typedef struct config {
   proto_redis_opts_t redis;
   proto_rpc_server_opts_t rpc;
   ntf_webhook_opts_t webhook;      /* url NULL: no delivery */
+  unsigned commit_delay_ms;        /* NOTIFY_COMMIT_DELAY_MS */
 } config_t;
+
+#define NTF_COMMIT_DELAY_MS_DEFAULT 10
 
 typedef struct app {
   uv_loop_t loop;
@@ -175,7 +181,9 @@ static int read_config(config_t *c) {
       u64_env("NOTIFY_WEBHOOK_TIMEOUT_MS", NTF_WEBHOOK_TIMEOUT_MS_DEFAULT, 1, 600000,
               &c->webhook.timeout_ms) != 0 ||
       u64_env("NOTIFY_WEBHOOK_BACKOFF_MS", NTF_WEBHOOK_BACKOFF_MS_DEFAULT, 1,
-              NTF_WEBHOOK_BACKOFF_MAX_MS, &c->webhook.backoff_ms) != 0)
+              NTF_WEBHOOK_BACKOFF_MAX_MS, &c->webhook.backoff_ms) != 0 ||
+      u64_env("NOTIFY_COMMIT_DELAY_MS", NTF_COMMIT_DELAY_MS_DEFAULT, 0, 1000,
+              &c->commit_delay_ms) != 0)
     return -1;
   return 0;
 }
@@ -219,6 +227,10 @@ int main(int argc, char **argv) {
     proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot create the commit group");
     goto out;
   }
+  /* Nobody waits on a stored notification, so commits are batched over a
+   * few milliseconds: far fewer fsyncs under load, same durability on a
+   * clean stop (close commits what is open). */
+  store_group_set_delay(app.group, cfg.commit_delay_ms);
   app.svc.group = app.group;
   if (cfg.webhook.url) {
     if (!(app.webhook = ntf_webhook_new(&app.loop, &cfg.webhook, ntf_on_delivery_report,

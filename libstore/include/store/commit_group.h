@@ -51,6 +51,12 @@ int store_group_begin(store_group_t *g);
  * PROTO_ENOMEM / PROTO_ECLOSED. */
 int store_group_defer(store_group_t *g, store_group_fn fn, void *arg);
 
+/* Commit at most every delay_ms instead of every loop turn (0, the default:
+ * every turn). For writers nobody waits on (an event consumer): fewer, larger
+ * commits, at the price of delay_ms more latency for what is deferred. Set it
+ * before the first write. */
+void store_group_set_delay(store_group_t *g, unsigned delay_ms);
+
 /* Non-zero while a transaction is open. */
 int store_group_in_txn(const store_group_t *g);
 

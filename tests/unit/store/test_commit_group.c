@@ -168,6 +168,24 @@ static void test_close_drains(void **state) {
   assert_int_equal(count_rows(f), 1);
 }
 
+static void test_delay_batches_across_turns(void **state) {
+  fx_t *f = *state;
+  tag_t tags[2] = {{f, 1}, {f, 2}};
+  store_group_set_delay(f->g, 30);
+  insert(f, 1);
+  assert_int_equal(store_group_defer(f->g, record, &tags[0]), 0);
+  uv_run(&f->loop, UV_RUN_NOWAIT); /* a turn passes: the delay holds the commit */
+  assert_int_equal(f->n, 0);
+  insert(f, 2);
+  assert_int_equal(store_group_defer(f->g, record, &tags[1]), 0);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(f->n, 2);
+  store_group_stats_t st;
+  store_group_stats(f->g, &st);
+  assert_int_equal(st.commits, 1);
+  assert_int_equal(count_rows(f), 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_one_commit_per_turn, setup, teardown),
@@ -175,6 +193,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_failed_commit_rolls_back, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chained_steps_each_commit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_delay_batches_across_turns, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
