@@ -1,29 +1,24 @@
 /* store.c: the notification database, $DATA_DIR/notification.db in SQLite.
- * Owns the schema (versioned with PRAGMA user_version), the settings that
- * make a stored notification durable, de-duplication by eventId (a UNIQUE
+ * Owns the schema (versioned with PRAGMA user_version; libstore's store/db.h
+ * opens, configures and migrates the file), de-duplication by eventId (a UNIQUE
  * column and INSERT OR IGNORE) and one cached prepared statement per query.
  * Every SQLite error is logged here.
  */
 #include "notification.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include "proto/log.h"
+#include "store/db.h"
 
-/* The schema version this code writes and understands. Migrations go in
- * migrate(), one step per version. */
+/* The schema version this code writes and understands: one step per version
+ * in migrations[] (libstore runs the missing ones at open). */
 #define NTF_SCHEMA_VERSION 1
-/* How long a statement waits for another connection's lock before failing.
- * We run on the event loop thread, so keep it short. */
-#define NTF_STORE_BUSY_TIMEOUT_MS 1000
-#define NTF_DATA_DIR_MODE 0750
 /* Event data up to this size is serialised on the stack for the insert: no
  * malloc per event for the usual few hundred bytes. */
 #define NTF_DATA_INLINE_BYTES 4096
@@ -71,55 +66,8 @@ struct ntf_store {
 /* --- helpers ------------------------------------------------------------------ */
 
 static int db_fail(ntf_store_t *s, const char *op, int rc) {
-  proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: %s (%d): %s", op,
-            sqlite3_errstr(rc), rc, s->db ? sqlite3_errmsg(s->db) : "no connection");
+  store_db_fail(s->db, op, rc);
   return NTF_STORE_ERROR;
-}
-
-/* Run SQL that returns no rows we need (pragmas, DDL). */
-static int exec_sql(ntf_store_t *s, const char *sql) {
-  char *msg = NULL;
-  int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
-  if (rc != SQLITE_OK) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: %s", sql,
-              msg ? msg : sqlite3_errstr(rc));
-    sqlite3_free(msg);
-    return NTF_STORE_ERROR;
-  }
-  return 0;
-}
-
-/* One-row, one-column query (a pragma) into an int or a text buffer. */
-static int query_one(ntf_store_t *s, const char *sql, int *ival, char *tval, size_t tsize) {
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-  int ret = NTF_STORE_ERROR;
-  if (rc != SQLITE_OK) {
-    db_fail(s, sql, rc);
-    goto out;
-  }
-  rc = sqlite3_step(st);
-  if (rc != SQLITE_ROW) {
-    db_fail(s, sql, rc == SQLITE_DONE ? SQLITE_ERROR : rc);
-    goto out;
-  }
-  if (ival)
-    *ival = sqlite3_column_int(st, 0);
-  if (tval) {
-    const unsigned char *t = sqlite3_column_text(st, 0);
-    snprintf(tval, tsize, "%s", t ? (const char *)t : "");
-  }
-  ret = 0;
-out:
-  sqlite3_finalize(st);
-  return ret;
-}
-
-/* Every use of a cached statement ends here, also on error, so the next use
- * starts clean and no read transaction stays open. */
-static void stmt_done(sqlite3_stmt *st) {
-  sqlite3_reset(st); /* its return repeats the step error already handled */
-  sqlite3_clear_bindings(st);
 }
 
 static int bind_text(ntf_store_t *s, sqlite3_stmt *st, int idx, const char *v, size_t len) {
@@ -214,166 +162,55 @@ out:
   return ret;
 }
 
-/* mkdir -p, so DATA_DIR=/var/lib/nestc/notification works on a fresh machine. */
-static int make_dirs(const char *dir) {
-  char *p = strdup(dir);
-  int ret = -1;
-  if (!p)
-    return -1;
-  for (char *c = p + 1;; c++) {
-    if (*c != '/' && *c != '\0')
-      continue;
-    char saved = *c;
-    *c = '\0';
-    if (mkdir(p, NTF_DATA_DIR_MODE) != 0 && errno != EEXIST) {
-      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "mkdir %s: %s", p, strerror(errno));
-      goto out;
-    }
-    *c = saved;
-    if (saved == '\0')
-      break;
-  }
-  struct stat stt;
-  if (stat(dir, &stt) != 0 || !S_ISDIR(stt.st_mode)) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s is not a directory", dir);
-    goto out;
-  }
-  ret = 0;
-out:
-  free(p);
-  return ret;
-}
-
 /* --- schema ------------------------------------------------------------------ */
 
-static int migrate(ntf_store_t *s) {
-  int version = 0;
-  if (query_one(s, "PRAGMA user_version", &version, NULL, 0) != 0)
-    return NTF_STORE_ERROR;
-  if (version > NTF_SCHEMA_VERSION) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error",
-              "%s has schema version %d; this build knows up to %d: refusing to open",
-              s->path, version, NTF_SCHEMA_VERSION);
-    return NTF_STORE_ERROR;
-  }
-  if (version == NTF_SCHEMA_VERSION)
-    return 0;
-  /* One transaction per step: a crash leaves the previous version intact. */
-  if (version < 1) {
-    /* seq is the rowid: insertion order, the tie-breaker for equal
+/* migrations[i] brings the schema from version i to i+1, in one transaction. */
+static const store_db_migration_t migrations[NTF_SCHEMA_VERSION] = {
+    /* v1. seq is the rowid: insertion order, the tie-breaker for equal
      * created_at. data is the event's data as compact JSON text. */
-    static const char v1[] =
-        "BEGIN IMMEDIATE;"
-        "CREATE TABLE notifications ("
-        " seq INTEGER PRIMARY KEY,"
-        " id TEXT NOT NULL UNIQUE,"
-        " user_id TEXT NOT NULL,"
-        " type TEXT NOT NULL,"
-        " title TEXT NOT NULL,"
-        " message TEXT NOT NULL,"
-        " event_id TEXT NOT NULL UNIQUE,"
-        " event_pattern TEXT NOT NULL,"
-        " order_id TEXT,"
-        " data TEXT NOT NULL,"
-        " request_id TEXT,"
-        " created_at TEXT NOT NULL,"
-        " delivery_status TEXT NOT NULL"
-        "  CHECK (delivery_status IN ('none','pending','delivered','failed')),"
-        " delivery_attempts INTEGER NOT NULL DEFAULT 0,"
-        " delivery_error TEXT);"
-        "CREATE INDEX notifications_user_created ON notifications (user_id, created_at);"
-        "CREATE INDEX notifications_pending ON notifications (seq)"
-        " WHERE delivery_status = 'pending';"
-        "PRAGMA user_version = 1;"
-        "COMMIT;";
-    if (exec_sql(s, v1) != 0) {
-      exec_sql(s, "ROLLBACK");
-      return NTF_STORE_ERROR;
-    }
-  }
-  proto_log(PROTO_LOG_INFO, NULL, "schema_migrated", "%s: schema version %d -> %d", s->path,
-            version, NTF_SCHEMA_VERSION);
-  return 0;
-}
+    {"CREATE TABLE notifications ("
+     " seq INTEGER PRIMARY KEY,"
+     " id TEXT NOT NULL UNIQUE,"
+     " user_id TEXT NOT NULL,"
+     " type TEXT NOT NULL,"
+     " title TEXT NOT NULL,"
+     " message TEXT NOT NULL,"
+     " event_id TEXT NOT NULL UNIQUE,"
+     " event_pattern TEXT NOT NULL,"
+     " order_id TEXT,"
+     " data TEXT NOT NULL,"
+     " request_id TEXT,"
+     " created_at TEXT NOT NULL,"
+     " delivery_status TEXT NOT NULL"
+     "  CHECK (delivery_status IN ('none','pending','delivered','failed')),"
+     " delivery_attempts INTEGER NOT NULL DEFAULT 0,"
+     " delivery_error TEXT);"
+     "CREATE INDEX notifications_user_created ON notifications (user_id, created_at);"
+     "CREATE INDEX notifications_pending ON notifications (seq)"
+     " WHERE delivery_status = 'pending';"},
+};
 
 /* --- open / close ------------------------------------------------------------ */
 
 int ntf_sync_parse(const char *v) {
-  if (!v)
-    return -1;
-  if (strcasecmp(v, "NORMAL") == 0)
-    return NTF_SYNC_NORMAL;
-  if (strcasecmp(v, "FULL") == 0)
-    return NTF_SYNC_FULL;
-  if (strcasecmp(v, "EXTRA") == 0)
-    return NTF_SYNC_EXTRA;
-  return -1;
-}
-
-static int configure(ntf_store_t *s, ntf_sync_t sync) {
-  static const char *const sync_sql[] = {
-      [NTF_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
-      [NTF_SYNC_FULL] = "PRAGMA synchronous = FULL",
-      [NTF_SYNC_EXTRA] = "PRAGMA synchronous = EXTRA",
-  };
-  char mode[16];
-  int rc;
-  if ((rc = sqlite3_extended_result_codes(s->db, 1)) != SQLITE_OK ||
-      (rc = sqlite3_busy_timeout(s->db, NTF_STORE_BUSY_TIMEOUT_MS)) != SQLITE_OK)
-    return db_fail(s, "configure", rc);
-  /* journal_mode answers with the mode in effect: check it took. */
-  if (query_one(s, "PRAGMA journal_mode = WAL", NULL, mode, sizeof(mode)) != 0)
-    return NTF_STORE_ERROR;
-  if (strcasecmp(mode, "wal") != 0) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: journal_mode is %s, not wal",
-              s->path, mode);
-    return NTF_STORE_ERROR;
-  }
-  /* In WAL mode FULL fsyncs the WAL at every commit: a notification logged
-   * as stored survives power loss. */
-  if (exec_sql(s, sync_sql[sync]) != 0)
-    return NTF_STORE_ERROR;
-  return 0;
+  return store_sync_parse(v); /* NTF_SYNC_* are SQLite's numbers, as STORE_SYNC_* */
 }
 
 int ntf_store_open(const char *data_dir, ntf_sync_t sync, ntf_store_t **out) {
   ntf_store_t *s = NULL;
-  int rc, ret = NTF_STORE_ERROR;
+  int ret = NTF_STORE_ERROR;
   *out = NULL;
   if (sync != NTF_SYNC_NORMAL && sync != NTF_SYNC_FULL && sync != NTF_SYNC_EXTRA)
     return NTF_STORE_EINVAL;
-  if (make_dirs(data_dir) != 0)
-    return NTF_STORE_ERROR;
   if (!(s = calloc(1, sizeof(*s))))
     goto out;
-  size_t plen = strlen(data_dir) + sizeof("/" NTF_DB_FILE);
-  if (!(s->path = malloc(plen)))
+  /* WAL, synchronous = sync (FULL: a commit is fsynced before we answer), busy
+   * timeout, schema checked and migrated. */
+  if (store_db_open(data_dir, NTF_DB_FILE, (int)sync, 0, migrations,
+                    NTF_SCHEMA_VERSION, &s->db, &s->path) != 0 ||
+      store_db_prepare(s->db, stmt_sql, STMT_COUNT_ALL_, s->stmt) != 0 ||
+      store_db_log_opened(s->db, s->path, NTF_SCHEMA_VERSION) != 0)
     goto out;
-  snprintf(s->path, plen, "%s/%s", data_dir, NTF_DB_FILE);
-  /* NOMUTEX: one connection, used only from the loop thread. */
-  rc = sqlite3_open_v2(s->path, &s->db,
-                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc != SQLITE_OK) {
-    db_fail(s, s->path, rc);
-    goto out;
-  }
-  if (configure(s, sync) != 0 || migrate(s) != 0)
-    goto out;
-  for (int i = 0; i < STMT_COUNT_ALL_; i++) {
-    rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
-                            NULL);
-    if (rc != SQLITE_OK) {
-      db_fail(s, stmt_sql[i], rc);
-      goto out;
-    }
-  }
-  char mode[16];
-  int level = -1;
-  if (ntf_store_settings(s, mode, sizeof(mode), &level) != 0)
-    goto out;
-  json_t *f = json_pack("{s:s, s:s, s:i, s:i}", "path", s->path, "journalMode", mode,
-                        "synchronous", level, "schemaVersion", NTF_SCHEMA_VERSION);
-  proto_log_fields(PROTO_LOG_INFO, NULL, "store_opened", f);
   *out = s;
   s = NULL;
   ret = 0;
@@ -385,15 +222,8 @@ out:
 void ntf_store_close(ntf_store_t *s) {
   if (!s)
     return;
-  for (int i = 0; i < STMT_COUNT_ALL_; i++)
-    sqlite3_finalize(s->stmt[i]); /* NULL is a no-op */
-  if (s->db) {
-    int rc = sqlite3_close(s->db);
-    if (rc != SQLITE_OK)
-      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "close %s: %s", s->path,
-                sqlite3_errstr(rc));
-  }
-  free(s->path);
+  store_db_finalize(s->stmt, STMT_COUNT_ALL_);
+  store_db_close(s->db, s->path);
   free(s);
 }
 
@@ -402,10 +232,7 @@ sqlite3 *ntf_store_db(ntf_store_t *s) {
 }
 
 int ntf_store_settings(ntf_store_t *s, char *journal_mode, size_t size, int *sync) {
-  if (query_one(s, "PRAGMA journal_mode", NULL, journal_mode, size) != 0 ||
-      query_one(s, "PRAGMA synchronous", sync, NULL, 0) != 0)
-    return NTF_STORE_ERROR;
-  return 0;
+  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : NTF_STORE_ERROR;
 }
 
 /* --- queries ------------------------------------------------------------------ */
@@ -466,7 +293,7 @@ int ntf_store_insert(ntf_store_t *s, const json_t *ntf) {
    * among the open transaction's rows too (same connection). */
   ret = sqlite3_changes(s->db) == 0 ? NTF_STORE_DUPLICATE : NTF_STORE_OK;
 out:
-  stmt_done(st); /* before free: the statement binds data SQLITE_STATIC */
+  store_stmt_done(st); /* before free: the statement binds data SQLITE_STATIC */
   free(heap);
   return ret;
 }
@@ -490,7 +317,7 @@ int ntf_store_get(ntf_store_t *s, const char *id, json_t **ntf) {
     goto out;
   ret = 0;
 out:
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }
 
@@ -507,7 +334,7 @@ static int count_for_user(ntf_store_t *s, const char *user_id, size_t len, int64
   *total = sqlite3_column_int64(st, 0);
   ret = 0;
 out:
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }
 
@@ -531,7 +358,7 @@ int ntf_store_list(ntf_store_t *s, const char *user_id, size_t user_id_len, int6
   }
   ret = collect_rows(s, st, "list notifications", items);
 out:
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }
 
@@ -559,7 +386,7 @@ int ntf_store_set_delivery(ntf_store_t *s, const char *id, const char *status,
   }
   ret = sqlite3_changes(s->db) == 0 ? NTF_STORE_NOT_FOUND : NTF_STORE_OK;
 out:
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }
 
@@ -574,7 +401,7 @@ int ntf_store_pending(ntf_store_t *s, size_t max, json_t **items) {
   }
   ret = collect_rows(s, st, "pending notifications", items);
 out:
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }
 
@@ -582,6 +409,6 @@ int ntf_store_ping(ntf_store_t *s) {
   sqlite3_stmt *st = s->stmt[STMT_PING];
   int rc = sqlite3_step(st);
   int ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : db_fail(s, "ping", rc);
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }

@@ -1,29 +1,25 @@
 /* store.c: the order database, $DATA_DIR/order.db in SQLite. Owns the schema
- * (orders + order_items, versioned with PRAGMA user_version), the connection
- * settings that make a commit durable, one cached prepared statement per
- * query, and the atomic status transition. Transactions are not opened here:
- * writes join the commit group's (order.h). Every SQLite error is logged here.
+ * (orders + order_items, versioned with PRAGMA user_version; libstore's
+ * store/db.h opens, configures and migrates the file), one cached prepared
+ * statement per query, and the atomic status transition. Transactions are not
+ * opened here: writes join the commit group's (order.h). Every SQLite error is
+ * logged (here or in libstore).
  */
 #include "order.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include "proto/log.h"
+#include "store/db.h"
 
-/* The schema version this code writes and understands. Migrations go in
- * migrate(), one step per version. */
+/* The schema version this code writes and understands: one step per version
+ * in migrations[] (libstore runs the missing ones at open). */
 #define ORDER_SCHEMA_VERSION 1
-/* How long a statement waits for another connection's lock. We run on the
- * loop thread, so keep it short: with WAL, readers never wait at all. */
-#define ORDER_STORE_BUSY_TIMEOUT_MS 1000
-#define ORDER_DATA_DIR_MODE 0750
 
 enum {
   STMT_SAVEPOINT,
@@ -84,54 +80,8 @@ struct order_store {
 /* --- helpers ------------------------------------------------------------------ */
 
 static int db_fail(order_store_t *s, const char *op, int rc) {
-  proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: %s (%d): %s", op,
-            sqlite3_errstr(rc), rc, s->db ? sqlite3_errmsg(s->db) : "no connection");
+  store_db_fail(s->db, op, rc);
   return ORDER_STORE_ERROR;
-}
-
-static int exec_sql(order_store_t *s, const char *sql) {
-  char *msg = NULL;
-  int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
-  if (rc != SQLITE_OK) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: %s", sql,
-              msg ? msg : sqlite3_errstr(rc));
-    sqlite3_free(msg);
-    return ORDER_STORE_ERROR;
-  }
-  return 0;
-}
-
-/* One-row, one-column query (a pragma) into an int or a text buffer. */
-static int query_one(order_store_t *s, const char *sql, int *ival, char *tval, size_t tsize) {
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-  int ret = ORDER_STORE_ERROR;
-  if (rc != SQLITE_OK) {
-    db_fail(s, sql, rc);
-    goto out;
-  }
-  rc = sqlite3_step(st);
-  if (rc != SQLITE_ROW) {
-    db_fail(s, sql, rc == SQLITE_DONE ? SQLITE_ERROR : rc);
-    goto out;
-  }
-  if (ival)
-    *ival = sqlite3_column_int(st, 0);
-  if (tval) {
-    const unsigned char *t = sqlite3_column_text(st, 0);
-    snprintf(tval, tsize, "%s", t ? (const char *)t : "");
-  }
-  ret = 0;
-out:
-  sqlite3_finalize(st);
-  return ret;
-}
-
-/* Every use of a cached statement ends here, also on error, so the next use
- * starts clean and no read transaction stays open. */
-static void stmt_done(sqlite3_stmt *st) {
-  sqlite3_reset(st); /* its return repeats the step error already handled */
-  sqlite3_clear_bindings(st);
 }
 
 static int bind_text(order_store_t *s, sqlite3_stmt *st, int idx, const char *v, size_t len) {
@@ -155,7 +105,7 @@ static int bind_int(order_store_t *s, sqlite3_stmt *st, int idx, int64_t v) {
 static int step_done(order_store_t *s, int which, const char *op) {
   sqlite3_stmt *st = s->stmt[which];
   int rc = sqlite3_step(st);
-  stmt_done(st);
+  store_stmt_done(st);
   return rc == SQLITE_DONE ? 0 : db_fail(s, op, rc);
 }
 
@@ -187,10 +137,10 @@ static json_t *load_items(order_store_t *s, const char *id, size_t id_len) {
     db_fail(s, "load items", rc);
     goto fail;
   }
-  stmt_done(st);
+  store_stmt_done(st);
   return arr;
 fail:
-  stmt_done(st);
+  store_stmt_done(st);
   json_decref(arr);
   return NULL;
 }
@@ -215,166 +165,56 @@ static json_t *row_to_order(order_store_t *s, sqlite3_stmt *st) {
   return o;
 }
 
-/* mkdir -p, so DATA_DIR=/var/lib/nestc/order works on a fresh machine. */
-static int make_dirs(const char *dir) {
-  char *p = strdup(dir);
-  int ret = -1;
-  if (!p)
-    return -1;
-  for (char *c = p + 1; ; c++) {
-    if (*c != '/' && *c != '\0')
-      continue;
-    char saved = *c;
-    *c = '\0';
-    if (mkdir(p, ORDER_DATA_DIR_MODE) != 0 && errno != EEXIST) {
-      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "mkdir %s: %s", p, strerror(errno));
-      goto out;
-    }
-    *c = saved;
-    if (saved == '\0')
-      break;
-  }
-  struct stat stt;
-  if (stat(dir, &stt) != 0 || !S_ISDIR(stt.st_mode)) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s is not a directory", dir);
-    goto out;
-  }
-  ret = 0;
-out:
-  free(p);
-  return ret;
-}
-
 /* --- schema ------------------------------------------------------------------ */
 
-static int migrate(order_store_t *s) {
-  int version = 0;
-  if (query_one(s, "PRAGMA user_version", &version, NULL, 0) != 0)
-    return ORDER_STORE_ERROR;
-  if (version > ORDER_SCHEMA_VERSION) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error",
-              "%s has schema version %d; this build knows up to %d: refusing to open",
-              s->path, version, ORDER_SCHEMA_VERSION);
-    return ORDER_STORE_ERROR;
-  }
-  if (version == ORDER_SCHEMA_VERSION)
-    return 0;
-  /* One transaction per step: a crash leaves the previous version intact. */
-  if (version < 1) {
-    /* Money is INTEGER minor units, never REAL. Statuses are the names the
+/* migrations[i] brings the schema from version i to i+1, in one transaction. */
+static const store_db_migration_t migrations[ORDER_SCHEMA_VERSION] = {
+    /* v1. Money is INTEGER minor units, never REAL. Statuses are the names the
      * API uses, so a dump reads like the replies. Items are immutable and
      * clustered by order (WITHOUT ROWID on the primary key). */
-    static const char v1[] =
-        "BEGIN IMMEDIATE;"
-        "CREATE TABLE orders ("
-        " id TEXT PRIMARY KEY NOT NULL,"
-        " user_id TEXT NOT NULL,"
-        " total_amount INTEGER NOT NULL CHECK (total_amount >= 0),"
-        " currency TEXT NOT NULL,"
-        " status TEXT NOT NULL CHECK (status IN"
-        "  ('pending', 'confirmed', 'shipped', 'delivered', 'cancelled')),"
-        " payment_method TEXT NOT NULL,"
-        " payment_id TEXT,"
-        " cancel_reason TEXT,"
-        " created_at TEXT NOT NULL,"
-        " updated_at TEXT NOT NULL);"
-        "CREATE INDEX orders_user_created ON orders (user_id, created_at);"
-        "CREATE TABLE order_items ("
-        " order_id TEXT NOT NULL REFERENCES orders (id),"
-        " line INTEGER NOT NULL,"
-        " product_id TEXT NOT NULL,"
-        " quantity INTEGER NOT NULL CHECK (quantity > 0),"
-        " price INTEGER NOT NULL CHECK (price >= 0),"
-        " PRIMARY KEY (order_id, line)) WITHOUT ROWID;"
-        "PRAGMA user_version = 1;"
-        "COMMIT;";
-    if (exec_sql(s, v1) != 0) {
-      exec_sql(s, "ROLLBACK");
-      return ORDER_STORE_ERROR;
-    }
-  }
-  proto_log(PROTO_LOG_INFO, NULL, "schema_migrated", "%s: schema version %d -> %d", s->path,
-            version, ORDER_SCHEMA_VERSION);
-  return 0;
-}
+    {"CREATE TABLE orders ("
+     " id TEXT PRIMARY KEY NOT NULL,"
+     " user_id TEXT NOT NULL,"
+     " total_amount INTEGER NOT NULL CHECK (total_amount >= 0),"
+     " currency TEXT NOT NULL,"
+     " status TEXT NOT NULL CHECK (status IN"
+     "  ('pending', 'confirmed', 'shipped', 'delivered', 'cancelled')),"
+     " payment_method TEXT NOT NULL,"
+     " payment_id TEXT,"
+     " cancel_reason TEXT,"
+     " created_at TEXT NOT NULL,"
+     " updated_at TEXT NOT NULL);"
+     "CREATE INDEX orders_user_created ON orders (user_id, created_at);"
+     "CREATE TABLE order_items ("
+     " order_id TEXT NOT NULL REFERENCES orders (id),"
+     " line INTEGER NOT NULL,"
+     " product_id TEXT NOT NULL,"
+     " quantity INTEGER NOT NULL CHECK (quantity > 0),"
+     " price INTEGER NOT NULL CHECK (price >= 0),"
+     " PRIMARY KEY (order_id, line)) WITHOUT ROWID;"},
+};
 
 /* --- open / close ------------------------------------------------------------ */
 
 int order_sync_parse(const char *v) {
-  if (!v)
-    return -1;
-  if (strcasecmp(v, "NORMAL") == 0)
-    return ORDER_SYNC_NORMAL;
-  if (strcasecmp(v, "FULL") == 0)
-    return ORDER_SYNC_FULL;
-  if (strcasecmp(v, "EXTRA") == 0)
-    return ORDER_SYNC_EXTRA;
-  return -1;
-}
-
-static int configure(order_store_t *s, order_sync_t sync) {
-  static const char *const sync_sql[] = {
-      [ORDER_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
-      [ORDER_SYNC_FULL] = "PRAGMA synchronous = FULL",
-      [ORDER_SYNC_EXTRA] = "PRAGMA synchronous = EXTRA",
-  };
-  char mode[16];
-  int rc;
-  if ((rc = sqlite3_extended_result_codes(s->db, 1)) != SQLITE_OK ||
-      (rc = sqlite3_busy_timeout(s->db, ORDER_STORE_BUSY_TIMEOUT_MS)) != SQLITE_OK)
-    return db_fail(s, "configure", rc);
-  if (query_one(s, "PRAGMA journal_mode = WAL", NULL, mode, sizeof(mode)) != 0)
-    return ORDER_STORE_ERROR;
-  if (strcasecmp(mode, "wal") != 0) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: journal_mode is %s, not wal",
-              s->path, mode);
-    return ORDER_STORE_ERROR;
-  }
-  /* In WAL mode FULL fsyncs the WAL at every commit: a committed order
-   * survives power loss before we answer or call the payment service. */
-  if (exec_sql(s, sync_sql[sync]) != 0 || exec_sql(s, "PRAGMA foreign_keys = ON") != 0)
-    return ORDER_STORE_ERROR;
-  return 0;
+  return store_sync_parse(v); /* ORDER_SYNC_* are SQLite's numbers, as STORE_SYNC_* */
 }
 
 int order_store_open(const char *data_dir, order_sync_t sync, order_store_t **out) {
   order_store_t *s = NULL;
-  int rc, ret = ORDER_STORE_ERROR;
+  int ret = ORDER_STORE_ERROR;
   *out = NULL;
   if (sync != ORDER_SYNC_NORMAL && sync != ORDER_SYNC_FULL && sync != ORDER_SYNC_EXTRA)
     return ORDER_STORE_EINVAL;
-  if (make_dirs(data_dir) != 0)
-    return ORDER_STORE_ERROR;
   if (!(s = calloc(1, sizeof(*s))))
     goto out;
-  size_t plen = strlen(data_dir) + sizeof("/" ORDER_DB_FILE);
-  if (!(s->path = malloc(plen)))
+  /* WAL, synchronous = sync (FULL: a commit is fsynced before we answer), busy
+   * timeout, foreign keys, schema checked and migrated. */
+  if (store_db_open(data_dir, ORDER_DB_FILE, (int)sync, STORE_DB_FOREIGN_KEYS, migrations,
+                    ORDER_SCHEMA_VERSION, &s->db, &s->path) != 0 ||
+      store_db_prepare(s->db, stmt_sql, STMT_COUNT_ALL_, s->stmt) != 0 ||
+      store_db_log_opened(s->db, s->path, ORDER_SCHEMA_VERSION) != 0)
     goto out;
-  snprintf(s->path, plen, "%s/%s", data_dir, ORDER_DB_FILE);
-  /* NOMUTEX: one connection, used only from the loop thread. */
-  rc = sqlite3_open_v2(s->path, &s->db,
-                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc != SQLITE_OK) {
-    db_fail(s, s->path, rc);
-    goto out;
-  }
-  if (configure(s, sync) != 0 || migrate(s) != 0)
-    goto out;
-  for (int i = 0; i < STMT_COUNT_ALL_; i++) {
-    rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
-                            NULL);
-    if (rc != SQLITE_OK) {
-      db_fail(s, stmt_sql[i], rc);
-      goto out;
-    }
-  }
-  char mode[16];
-  int level = -1;
-  if (order_store_settings(s, mode, sizeof(mode), &level) != 0)
-    goto out;
-  proto_log_fields(PROTO_LOG_INFO, NULL, "store_opened",
-                   json_pack("{s:s, s:s, s:i, s:i}", "path", s->path, "journalMode", mode,
-                             "synchronous", level, "schemaVersion", ORDER_SCHEMA_VERSION));
   *out = s;
   s = NULL;
   ret = 0;
@@ -390,23 +230,13 @@ sqlite3 *order_store_db(order_store_t *s) {
 void order_store_close(order_store_t *s) {
   if (!s)
     return;
-  for (int i = 0; i < STMT_COUNT_ALL_; i++)
-    sqlite3_finalize(s->stmt[i]); /* NULL is a no-op */
-  if (s->db) {
-    int rc = sqlite3_close(s->db);
-    if (rc != SQLITE_OK)
-      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "close %s: %s", s->path,
-                sqlite3_errstr(rc));
-  }
-  free(s->path);
+  store_db_finalize(s->stmt, STMT_COUNT_ALL_);
+  store_db_close(s->db, s->path);
   free(s);
 }
 
 int order_store_settings(order_store_t *s, char *journal_mode, size_t size, int *sync) {
-  if (query_one(s, "PRAGMA journal_mode", NULL, journal_mode, size) != 0 ||
-      query_one(s, "PRAGMA synchronous", sync, NULL, 0) != 0)
-    return ORDER_STORE_ERROR;
-  return 0;
+  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : ORDER_STORE_ERROR;
 }
 
 /* --- writes ------------------------------------------------------------------ */
@@ -460,7 +290,7 @@ int order_store_create(order_store_t *s, const order_create_input_t *in, json_t 
       bind_int(s, st, 3, in->total) != 0 || bind_str(s, st, 4, in->currency) != 0 ||
       bind_text(s, st, 5, in->payment_method, in->payment_method_len) != 0 ||
       bind_str(s, st, 6, now) != 0) {
-    stmt_done(st);
+    store_stmt_done(st);
     goto out;
   }
   if (step_done(s, STMT_INSERT_ORDER, "insert order") != 0)
@@ -471,7 +301,7 @@ int order_store_create(order_store_t *s, const order_create_input_t *in, json_t 
     if (bind_str(s, st, 1, id) != 0 || bind_int(s, st, 2, (int64_t)i) != 0 ||
         bind_text(s, st, 3, it->product_id, it->product_id_len) != 0 ||
         bind_int(s, st, 4, it->quantity) != 0 || bind_int(s, st, 5, it->price) != 0) {
-      stmt_done(st);
+      store_stmt_done(st);
       goto out;
     }
     if (step_done(s, STMT_INSERT_ITEM, "insert item") != 0)
@@ -506,7 +336,7 @@ static int order_exists(order_store_t *s, const char *id, size_t id_len) {
   else
     db_fail(s, "order exists", rc);
 out:
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }
 
@@ -519,7 +349,7 @@ static int transition(order_store_t *s, const char *id, size_t id_len, const cha
   if (bind_text(s, st, 1, id, id_len) != 0 || bind_str(s, st, 2, from_name) != 0 ||
       bind_str(s, st, 3, to_name) != 0 || bind_str(s, st, 4, payment_id) != 0 ||
       bind_str(s, st, 5, cancel_reason) != 0 || bind_str(s, st, 6, now) != 0) {
-    stmt_done(st);
+    store_stmt_done(st);
     return ORDER_STORE_ERROR;
   }
   if (step_done(s, STMT_TRANSITION, "transition") != 0)
@@ -608,7 +438,7 @@ int order_store_get(order_store_t *s, const char *id, size_t id_len, json_t **or
   if ((*order = row_to_order(s, st)) != NULL)
     ret = 0;
 out:
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }
 
@@ -626,7 +456,7 @@ static int count_user_orders(order_store_t *s, const char *user_id, size_t len,
   *total = sqlite3_column_int64(st, 0);
   ret = 0;
 out:
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }
 
@@ -660,7 +490,7 @@ int order_store_list_by_user(order_store_t *s, const char *user_id, size_t user_
   arr = NULL;
   ret = 0;
 out:
-  stmt_done(st);
+  store_stmt_done(st);
   json_decref(arr);
   return ret;
 }
@@ -669,6 +499,6 @@ int order_store_ping(order_store_t *s) {
   sqlite3_stmt *st = s->stmt[STMT_PING];
   int rc = sqlite3_step(st);
   int ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : db_fail(s, "ping", rc);
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }

@@ -1,6 +1,6 @@
 /* store.c: the payment database, $DATA_DIR/payment.db in SQLite. Owns the
- * schema (versioned with PRAGMA user_version), the connection settings that
- * make a success reply mean "committed and on disk", one cached prepared
+ * schema (versioned with PRAGMA user_version; libstore's store/db.h opens,
+ * configures and migrates the file), one cached prepared
  * statement per query, and the idempotency rule: one payment per orderId,
  * enforced by a UNIQUE index. Writes go through the daemon's commit group
  * (one durable COMMIT per loop turn) when one is attached. Every SQLite error
@@ -8,25 +8,19 @@
  */
 #include "payment.h"
 
-#include <errno.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include "proto/log.h"
+#include "store/db.h"
 
-/* The schema version this code writes and understands. Migrations go in
- * migrate(), one step per version. */
+/* The schema version this code writes and understands: one step per version
+ * in migrations[] (libstore runs the missing ones at open). */
 #define PAYMENT_SCHEMA_VERSION 1
-/* How long a statement waits for another connection's lock (a backup tool, a
- * second process by mistake) before failing. We run on the event loop thread,
- * so keep it short: with WAL, readers never wait at all. */
-#define PAYMENT_STORE_BUSY_TIMEOUT_MS 1000
-#define PAYMENT_DATA_DIR_MODE 0750
 /* An internal outcome of insert_payment(): the orderId is already recorded. */
 #define STORE_DUPLICATE_ORDER_ (-100)
 
@@ -65,56 +59,8 @@ struct payment_store {
 /* --- helpers ------------------------------------------------------------------ */
 
 static int db_fail(payment_store_t *s, const char *op, int rc) {
-  proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: %s (%d): %s", op,
-            sqlite3_errstr(rc), rc, s->db ? sqlite3_errmsg(s->db) : "no connection");
+  store_db_fail(s->db, op, rc);
   return PAYMENT_STORE_ERROR;
-}
-
-/* Run SQL that returns no rows we need (pragmas, DDL). */
-static int exec_sql(payment_store_t *s, const char *sql) {
-  char *msg = NULL;
-  int rc = sqlite3_exec(s->db, sql, NULL, NULL, &msg);
-  if (rc != SQLITE_OK) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: %s", sql,
-              msg ? msg : sqlite3_errstr(rc));
-    sqlite3_free(msg);
-    return PAYMENT_STORE_ERROR;
-  }
-  return 0;
-}
-
-/* One-row, one-column query (a pragma) into an int or a text buffer. */
-static int query_one(payment_store_t *s, const char *sql, int *ival, char *tval,
-                     size_t tsize) {
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-  int ret = PAYMENT_STORE_ERROR;
-  if (rc != SQLITE_OK) {
-    db_fail(s, sql, rc);
-    goto out;
-  }
-  rc = sqlite3_step(st);
-  if (rc != SQLITE_ROW) {
-    db_fail(s, sql, rc == SQLITE_DONE ? SQLITE_ERROR : rc);
-    goto out;
-  }
-  if (ival)
-    *ival = sqlite3_column_int(st, 0);
-  if (tval) {
-    const unsigned char *t = sqlite3_column_text(st, 0);
-    snprintf(tval, tsize, "%s", t ? (const char *)t : "");
-  }
-  ret = 0;
-out:
-  sqlite3_finalize(st);
-  return ret;
-}
-
-/* Every use of a cached statement ends here, also on error, so the next use
- * starts clean and no read transaction stays open. */
-static void stmt_done(sqlite3_stmt *st) {
-  sqlite3_reset(st); /* its return repeats the step error already handled */
-  sqlite3_clear_bindings(st);
 }
 
 static int bind_text(payment_store_t *s, sqlite3_stmt *st, int idx, const char *v,
@@ -157,160 +103,51 @@ static json_t *row_to_payment(sqlite3_stmt *st) {
   return p;
 }
 
-/* mkdir -p, so DATA_DIR=/var/lib/nestc/payment works on a fresh machine. */
-static int make_dirs(const char *dir) {
-  char *p = strdup(dir);
-  int ret = -1;
-  if (!p)
-    return -1;
-  for (char *c = p + 1; ; c++) {
-    if (*c != '/' && *c != '\0')
-      continue;
-    char saved = *c;
-    *c = '\0';
-    if (mkdir(p, PAYMENT_DATA_DIR_MODE) != 0 && errno != EEXIST) {
-      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "mkdir %s: %s", p, strerror(errno));
-      goto out;
-    }
-    *c = saved;
-    if (saved == '\0')
-      break;
-  }
-  struct stat stt;
-  if (stat(dir, &stt) != 0 || !S_ISDIR(stt.st_mode)) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s is not a directory", dir);
-    goto out;
-  }
-  ret = 0;
-out:
-  free(p);
-  return ret;
-}
-
 /* --- schema ------------------------------------------------------------------ */
 
-static int migrate(payment_store_t *s) {
-  int version = 0;
-  if (query_one(s, "PRAGMA user_version", &version, NULL, 0) != 0)
-    return PAYMENT_STORE_ERROR;
-  if (version > PAYMENT_SCHEMA_VERSION) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error",
-              "%s has schema version %d; this build knows up to %d: refusing to open",
-              s->path, version, PAYMENT_SCHEMA_VERSION);
-    return PAYMENT_STORE_ERROR;
-  }
-  if (version == PAYMENT_SCHEMA_VERSION)
-    return 0;
-  /* One transaction per step: a crash leaves the previous version intact. */
-  if (version < 1) {
-    /* The UNIQUE index on order_id is the idempotency guarantee: whatever the
+/* migrations[i] brings the schema from version i to i+1, in one transaction. */
+static const store_db_migration_t migrations[PAYMENT_SCHEMA_VERSION] = {
+    /* v1. The UNIQUE index on order_id is the idempotency guarantee: whatever the
      * code above it does, an order can be charged into this table once. The
      * CHECKs keep a bug from recording money or states we cannot read back. */
-    static const char v1[] =
-        "BEGIN IMMEDIATE;"
-        "CREATE TABLE payments ("
-        " id TEXT PRIMARY KEY NOT NULL,"
-        " order_id TEXT NOT NULL,"
-        " user_id TEXT NOT NULL,"
-        " amount INTEGER NOT NULL CHECK (typeof(amount) = 'integer' AND amount >= 0),"
-        " currency TEXT NOT NULL CHECK (length(currency) = 3),"
-        " payment_method TEXT NOT NULL,"
-        " status TEXT NOT NULL CHECK (status IN ('succeeded', 'declined', 'refunded')),"
-        " reason TEXT,"
-        " created_at TEXT NOT NULL,"
-        " updated_at TEXT NOT NULL,"
-        " refunded_at TEXT);"
-        "CREATE UNIQUE INDEX payments_order ON payments (order_id);"
-        "PRAGMA user_version = 1;"
-        "COMMIT;";
-    if (exec_sql(s, v1) != 0) {
-      exec_sql(s, "ROLLBACK");
-      return PAYMENT_STORE_ERROR;
-    }
-  }
-  proto_log(PROTO_LOG_INFO, NULL, "schema_migrated", "%s: schema version %d -> %d", s->path,
-            version, PAYMENT_SCHEMA_VERSION);
-  return 0;
-}
+    {"CREATE TABLE payments ("
+     " id TEXT PRIMARY KEY NOT NULL,"
+     " order_id TEXT NOT NULL,"
+     " user_id TEXT NOT NULL,"
+     " amount INTEGER NOT NULL CHECK (typeof(amount) = 'integer' AND amount >= 0),"
+     " currency TEXT NOT NULL CHECK (length(currency) = 3),"
+     " payment_method TEXT NOT NULL,"
+     " status TEXT NOT NULL CHECK (status IN ('succeeded', 'declined', 'refunded')),"
+     " reason TEXT,"
+     " created_at TEXT NOT NULL,"
+     " updated_at TEXT NOT NULL,"
+     " refunded_at TEXT);"
+     "CREATE UNIQUE INDEX payments_order ON payments (order_id);"},
+};
 
 /* --- open / close ------------------------------------------------------------ */
 
 int payment_sync_parse(const char *v) {
-  if (!v)
-    return -1;
-  if (strcasecmp(v, "NORMAL") == 0)
-    return PAYMENT_SYNC_NORMAL;
-  if (strcasecmp(v, "FULL") == 0)
-    return PAYMENT_SYNC_FULL;
-  if (strcasecmp(v, "EXTRA") == 0)
-    return PAYMENT_SYNC_EXTRA;
-  return -1;
-}
-
-static int configure(payment_store_t *s, payment_sync_t sync) {
-  static const char *const sync_sql[] = {
-      [PAYMENT_SYNC_NORMAL] = "PRAGMA synchronous = NORMAL",
-      [PAYMENT_SYNC_FULL] = "PRAGMA synchronous = FULL",
-      [PAYMENT_SYNC_EXTRA] = "PRAGMA synchronous = EXTRA",
-  };
-  char mode[16];
-  int rc;
-  if ((rc = sqlite3_extended_result_codes(s->db, 1)) != SQLITE_OK ||
-      (rc = sqlite3_busy_timeout(s->db, PAYMENT_STORE_BUSY_TIMEOUT_MS)) != SQLITE_OK)
-    return db_fail(s, "configure", rc);
-  /* journal_mode answers with the mode in effect: check it took. */
-  if (query_one(s, "PRAGMA journal_mode = WAL", NULL, mode, sizeof(mode)) != 0)
-    return PAYMENT_STORE_ERROR;
-  if (strcasecmp(mode, "wal") != 0) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: journal_mode is %s, not wal",
-              s->path, mode);
-    return PAYMENT_STORE_ERROR;
-  }
-  /* In WAL mode, FULL fsyncs the WAL at every commit, so an autocommit
-   * statement that returned SQLITE_DONE survives power loss; NORMAL only syncs
-   * at checkpoints (a committed payment can be lost, and a retry would then
-   * charge again: keep FULL for money). */
-  return exec_sql(s, sync_sql[sync]);
+  return store_sync_parse(v); /* PAYMENT_SYNC_* are SQLite's numbers, as STORE_SYNC_* */
 }
 
 int payment_store_open(const char *data_dir, payment_sync_t sync, payment_store_t **out) {
   payment_store_t *s = NULL;
-  int rc, ret = PAYMENT_STORE_ERROR;
+  int ret = PAYMENT_STORE_ERROR;
   *out = NULL;
   if (sync != PAYMENT_SYNC_NORMAL && sync != PAYMENT_SYNC_FULL && sync != PAYMENT_SYNC_EXTRA)
     return PAYMENT_STORE_EINVAL;
-  if (make_dirs(data_dir) != 0)
-    return PAYMENT_STORE_ERROR;
   if (!(s = calloc(1, sizeof(*s))))
     goto out;
-  size_t plen = strlen(data_dir) + sizeof("/" PAYMENT_DB_FILE);
-  if (!(s->path = malloc(plen)))
+  /* WAL, synchronous = sync, busy timeout, schema checked and migrated. FULL
+   * fsyncs the WAL at every commit; NORMAL only at checkpoints (a committed
+   * payment can be lost, and a retry would then charge again: keep FULL for
+   * money). */
+  if (store_db_open(data_dir, PAYMENT_DB_FILE, (int)sync, 0, migrations,
+                    PAYMENT_SCHEMA_VERSION, &s->db, &s->path) != 0 ||
+      store_db_prepare(s->db, stmt_sql, STMT_COUNT_ALL_, s->stmt) != 0 ||
+      store_db_log_opened(s->db, s->path, PAYMENT_SCHEMA_VERSION) != 0)
     goto out;
-  snprintf(s->path, plen, "%s/%s", data_dir, PAYMENT_DB_FILE);
-  /* NOMUTEX: one connection, used only from the loop thread. */
-  rc = sqlite3_open_v2(s->path, &s->db,
-                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc != SQLITE_OK) {
-    db_fail(s, s->path, rc);
-    goto out;
-  }
-  if (configure(s, sync) != 0 || migrate(s) != 0)
-    goto out;
-  for (int i = 0; i < STMT_COUNT_ALL_; i++) {
-    rc = sqlite3_prepare_v3(s->db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &s->stmt[i],
-                            NULL);
-    if (rc != SQLITE_OK) {
-      db_fail(s, stmt_sql[i], rc);
-      goto out;
-    }
-  }
-  char mode[16];
-  int level = -1;
-  if (payment_store_settings(s, mode, sizeof(mode), &level) != 0)
-    goto out;
-  json_t *f = json_pack("{s:s, s:s, s:i, s:i}", "path", s->path, "journalMode", mode,
-                        "synchronous", level, "schemaVersion", PAYMENT_SCHEMA_VERSION);
-  proto_log_fields(PROTO_LOG_INFO, NULL, "store_opened", f);
   *out = s;
   s = NULL;
   ret = 0;
@@ -322,15 +159,8 @@ out:
 void payment_store_close(payment_store_t *s) {
   if (!s)
     return;
-  for (int i = 0; i < STMT_COUNT_ALL_; i++)
-    sqlite3_finalize(s->stmt[i]); /* NULL is a no-op */
-  if (s->db) {
-    int rc = sqlite3_close(s->db);
-    if (rc != SQLITE_OK)
-      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "close %s: %s", s->path,
-                sqlite3_errstr(rc));
-  }
-  free(s->path);
+  store_db_finalize(s->stmt, STMT_COUNT_ALL_);
+  store_db_close(s->db, s->path);
   free(s);
 }
 
@@ -369,10 +199,7 @@ static int begin_write(payment_store_t *s) {
 }
 
 int payment_store_settings(payment_store_t *s, char *journal_mode, size_t size, int *sync) {
-  if (query_one(s, "PRAGMA journal_mode", NULL, journal_mode, size) != 0 ||
-      query_one(s, "PRAGMA synchronous", sync, NULL, 0) != 0)
-    return PAYMENT_STORE_ERROR;
-  return 0;
+  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : PAYMENT_STORE_ERROR;
 }
 
 /* --- queries ------------------------------------------------------------------ */
@@ -400,7 +227,7 @@ static int get_one(payment_store_t *s, int which, const char *key, size_t len,
   }
   ret = 0;
 out:
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }
 
@@ -495,7 +322,7 @@ static int insert_payment(payment_store_t *s, const payment_process_input_t *in,
    * turn's COMMIT. */
   ret = 0;
 out:
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }
 
@@ -571,13 +398,13 @@ int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
     return rc;
   proto_time_iso(now);
   if (bind_text(s, st, 1, order_id, len) != 0 || bind_text(s, st, 2, now, strlen(now)) != 0) {
-    stmt_done(st);
+    store_stmt_done(st);
     return PAYMENT_STORE_ERROR;
   }
   rc = sqlite3_step(st);
   if (rc == SQLITE_DONE)
     n = sqlite3_changes(s->db);
-  stmt_done(st);
+  store_stmt_done(st);
   if (rc != SQLITE_DONE)
     return db_fail(s, "refund payment", rc);
   /* Written (or nothing to change): read the state to answer from, on this
@@ -600,6 +427,6 @@ int payment_store_ping(payment_store_t *s) {
   sqlite3_stmt *st = s->stmt[STMT_PING];
   int rc = sqlite3_step(st);
   int ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : db_fail(s, "ping", rc);
-  stmt_done(st);
+  store_stmt_done(st);
   return ret;
 }
