@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef NESTC_VERSION
 #define NESTC_VERSION "0.1.0"
@@ -33,6 +34,18 @@ int proto_daemon_args(int argc, char **argv, const char *usage) {
   return 0;
 }
 
+/* Runs in signal context: only async-signal-safe calls. */
+static void on_stop_deadline(int signum) {
+  static const char line[] =
+      "{\"level\":\"error\",\"event\":\"stop_deadline\",\"msg\":\"still waiting for "
+      "background work (e.g. a DNS lookup in the thread pool) after the stop deadline: "
+      "exiting\"}\n";
+  (void)signum;
+  ssize_t rc = write(STDOUT_FILENO, line, sizeof(line) - 1);
+  (void)rc;
+  _exit(0);
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
   proto_daemon_t *d = h->data;
   if (d->stopping) {
@@ -41,6 +54,13 @@ static void on_signal(uv_signal_t *h, int signum) {
   }
   d->stopping = 1;
   proto_log(PROTO_LOG_INFO, NULL, "stopping", "signal %d: draining and stopping", signum);
+  /* Draining is bounded (requests, event flush), but a getaddrinfo stuck in
+   * libuv's thread pool (a DNS server that does not answer) keeps the loop
+   * alive and cannot be canceled. Everything that matters is answered or
+   * committed by then, so a stop never outlasts this: no SIGKILL from the
+   * supervisor, no half-written state. */
+  signal(SIGALRM, on_stop_deadline);
+  alarm(PROTO_DAEMON_STOP_DEADLINE_S);
   d->on_stop(d->arg);
 }
 

@@ -7,6 +7,10 @@
 
 #include <uv.h>
 
+/* A stop that takes longer than this (drain 10 s + event flush 2 s are the
+ * longest bounded steps) ends the process: supervisors allow 15 s. */
+#define PROTO_DAEMON_STOP_DEADLINE_S 13u
+
 typedef struct proto_daemon {
   uv_loop_t *loop;
   uv_signal_t sigterm;          /* SIGTERM: graceful stop */
