@@ -16,6 +16,7 @@
 
 #include <microhttpd.h>
 
+#include "proto/cork.h"
 #include "proto/error.h"
 #include "proto/log.h"
 #include "reply.h"
@@ -635,7 +636,9 @@ static void http_run(gw_http_t *h) {
   if (h->stopped || h->in_run)
     return;
   h->in_run = 1;
+  proto_cork(); /* the RPCs this run starts leave one write per upstream */
   MHD_run(h->mhd);
+  proto_uncork();
   h->in_run = 0;
   if (h->closing && h->active == 0) {
     http_finish(h);

@@ -5,6 +5,7 @@
  * canceled. */
 #include "proto/rpc_client.h"
 #include "internal.h"
+#include "proto/cork.h"
 #include "proto/error.h"
 #include "proto/frame.h"
 #include "proto/log.h"
@@ -49,6 +50,7 @@ typedef struct cconn {
   int failed_last;             /* the last connection attempt failed */
   unsigned backoff_ms;
   call_list_t inflight;        /* calls written on this connection */
+  proto__outbuf_t out;         /* requests corked during a burst */
 } cconn_t;
 
 struct call {
@@ -231,7 +233,7 @@ static int call_write(cconn_t *cc, call_t *c) {
            c->deadline_ms > now ? c->deadline_ms - now : 0);
   if (meta)
     json_object_set_new(meta, "timeoutMs", json_string(budget));
-  int rc = proto__write_packet((uv_stream_t *)&cc->tcp, c->packet, NULL);
+  int rc = proto__write_packet(&cc->out, (uv_stream_t *)&cc->tcp, c->packet, NULL);
   if (rc != 0)
     return rc;
   json_decref(c->packet);
@@ -315,6 +317,7 @@ static void conn_lost(cconn_t *cc, int status, const char *why) {
   cc->failed_last = !was_ready;
   uv_timer_stop(&cc->timer);
   cc_close_tcp(cc);
+  proto__outbuf_free(&cc->out); /* its calls fail below */
   if (was_ready)
     proto_frame_reader_free(&cc->reader);
   /* A reconnect is scheduled before callbacks run, so a call they make sees
@@ -413,8 +416,11 @@ static void on_reply_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   const char *json;
   size_t len;
   int rc;
+  /* Requests the callbacks send in reaction leave in one write. */
+  proto_cork();
   while (cc->state == CC_READY && (rc = proto_frame_reader_next(&cc->reader, &json, &len)) == 1)
     handle_reply(cc, json, len);
+  proto_uncork();
   if (cc->state == CC_READY && rc < 0) {
     const char *why = proto_frame_reader_why(&cc->reader);
     conn_lost(cc, PROTO_ECONNLOST, why ? why : proto_strerror(rc));
@@ -668,7 +674,7 @@ int proto_rpc_client_emit(proto_rpc_client_t *cli, const char *pattern, json_t *
   json_decref(p);
   if (!packet)
     return PROTO_ENOMEM;
-  int rc = proto__write_packet((uv_stream_t *)&cc->tcp, packet, NULL);
+  int rc = proto__write_packet(&cc->out, (uv_stream_t *)&cc->tcp, packet, NULL);
   json_decref(packet);
   return rc;
 }
@@ -702,6 +708,7 @@ void proto_rpc_client_close(proto_rpc_client_t *cli) {
       proto_frame_reader_free(&cc->reader);
     if (cc->gai_pending)
       uv_cancel((uv_req_t *)&cc->gai_req);
+    proto__outbuf_free(&cc->out);
     cc->state = CC_CLOSED;
     cc_close_tcp(cc);
     if (!uv_is_closing((uv_handle_t *)&cc->timer))

@@ -5,6 +5,7 @@
 #include "proto/rpc_server.h"
 #include "internal.h"
 #include "proto/config.h"
+#include "proto/cork.h"
 #include "proto/error.h"
 #include "proto/frame.h"
 #include "proto/log.h"
@@ -34,6 +35,7 @@ typedef struct conn {
   int handles_open;             /* tcp + frame_timer until both close callbacks ran */
   size_t calls;                 /* calls taken from this connection, unanswered */
   int paused;                   /* reading stopped for write backpressure */
+  proto__outbuf_t out;          /* replies corked during a burst */
   struct conn *prev, *next;     /* server's connection list */
   char peer[72];
 } conn_t;
@@ -177,6 +179,7 @@ static void conn_free_if_done(conn_t *c) {
   if (c->next)
     c->next->prev = c->prev;
   proto_frame_reader_free(&c->reader);
+  proto__outbuf_free(&c->out);
   free(c);
   server_maybe_done(srv);
 }
@@ -191,6 +194,8 @@ static void conn_close(conn_t *c, const char *why) {
   if (c->state == CONN_CLOSING)
     return;
   c->state = CONN_CLOSING;
+  /* Replies to the frames before a bad one still go out, ahead of the close. */
+  proto__outbuf_flush(&c->out);
   if (why)
     proto_log(PROTO_LOG_WARN, NULL, "connection_closed", "peer %s: %s", c->peer, why);
   else
@@ -212,7 +217,7 @@ static void on_conn_written(uv_stream_t *s) {
 static void conn_write(conn_t *c, const json_t *packet) {
   if (c->state != CONN_OPEN)
     return; /* the caller went away; the answer has nowhere to go */
-  if (proto__write_packet((uv_stream_t *)&c->tcp, packet, on_conn_written) != 0) {
+  if (proto__write_packet(&c->out, (uv_stream_t *)&c->tcp, packet, on_conn_written) != 0) {
     conn_close(c, "write failed");
     return;
   }
@@ -388,21 +393,23 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   const char *json;
   size_t len;
   int rc;
-  /* Frames that completed before a malformed one are answered first. */
+  /* One read's answers leave in one write. Frames that completed before a
+   * malformed one are answered first. */
+  proto_cork();
   while (c->state == CONN_OPEN && (rc = proto_frame_reader_next(&c->reader, &json, &len)) == 1)
     if (dispatch_frame(c, json, len) != 0)
-      return;
-  if (c->state != CONN_OPEN)
-    return;
-  if (rc < 0) {
-    conn_close(c, proto_frame_reader_why(&c->reader) ? proto_frame_reader_why(&c->reader)
-                                                     : proto_strerror(rc));
-    return;
+      break;
+  if (c->state == CONN_OPEN) {
+    if (rc < 0) {
+      const char *why = proto_frame_reader_why(&c->reader);
+      conn_close(c, why ? why : proto_strerror(rc));
+    } else if (proto_frame_reader_partial(&c->reader)) {
+      uv_timer_start(&c->frame_timer, on_frame_timeout, c->srv->incomplete_ms, 0);
+    } else {
+      uv_timer_stop(&c->frame_timer);
+    }
   }
-  if (proto_frame_reader_partial(&c->reader))
-    uv_timer_start(&c->frame_timer, on_frame_timeout, c->srv->incomplete_ms, 0);
-  else
-    uv_timer_stop(&c->frame_timer);
+  proto_uncork();
 }
 
 static void on_connection(uv_stream_t *listener, int status) {

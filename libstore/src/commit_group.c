@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 
+#include "proto/cork.h"
 #include "proto/error.h"
 #include "proto/log.h"
 
@@ -66,6 +67,7 @@ static void flush(store_group_t *g) {
   }
   deferred_t *d = g->head;
   g->head = g->tail = NULL;
+  proto_cork(); /* the batch's replies and requests leave one write per connection */
   while (d) {
     deferred_t *next = d->next;
     g->stats.deferred++;
@@ -73,6 +75,7 @@ static void flush(store_group_t *g) {
     free(d);
     d = next;
   }
+  proto_uncork();
 }
 
 static void on_check(uv_check_t *h) {

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "proto/cork.h"
 #include "proto/error.h"
 #include "proto/log.h"
 #include "proto/rpc_client.h"
@@ -224,6 +225,33 @@ static void test_many_concurrent_calls(void **state) {
   free(r);
 }
 
+/* Requests sent while corked leave in one write at uncork, nothing before. */
+static void test_corked_calls_go_out_at_uncork(void **state) {
+  fixture_t *f = *state;
+  enum { N = 50 };
+  result_t first = {0}, r[N];
+  memset(r, 0, sizeof(r));
+  /* connect first, so the calls are written rather than queued */
+  assert_int_equal(proto_rpc_client_send(f->cli, "void", NULL, NULL, 0, on_result, &first), 0);
+  wait_result(f, &first);
+  proto_cork();
+  for (int i = 0; i < N; i++)
+    assert_int_equal(proto_rpc_client_send(f->cli, "echo", json_integer(i), NULL, 0, on_result,
+                                           &r[i]), 0);
+  for (int i = 0; i < 5; i++)
+    uv_run(&f->loop, UV_RUN_NOWAIT); /* still corked: the server has nothing to answer */
+  for (int i = 0; i < N; i++)
+    assert_int_equal(r[i].done, 0);
+  proto_uncork();
+  for (int i = 0; i < N; i++) {
+    wait_result(f, &r[i]);
+    assert_int_equal(r[i].status, PROTO_OK);
+    assert_int_equal(json_integer_value(json_object_get(r[i].response, "echo")), i);
+    result_clear(&r[i]);
+  }
+  result_clear(&first);
+}
+
 static void test_deadline_then_late_reply_ignored(void **state) {
   fixture_t *f = *state;
   result_t r = {0}, after = {0};
@@ -331,6 +359,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_remote_error_and_void, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unknown_pattern, setup, teardown),
       cmocka_unit_test_setup_teardown(test_many_concurrent_calls, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_corked_calls_go_out_at_uncork, setup, teardown),
       cmocka_unit_test_setup_teardown(test_deadline_then_late_reply_ignored, setup, teardown),
       cmocka_unit_test_setup_teardown(test_budget_passed_on, setup, teardown),
       cmocka_unit_test_setup_teardown(test_event_reaches_handler, setup, teardown),
