@@ -7,7 +7,6 @@
  */
 #include "notification.h"
 
-#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,23 +16,15 @@
 #include "proto/error.h"
 #include "proto/log.h"
 #include "proto/packet.h"
+#include "valid/valid.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-#define MSG_REQUIRED "is required"
-#define MSG_STRING "must be a string"
-#define MSG_OBJECT "must be an object"
-#define MSG_NOT_ALLOWED "is not allowed"
-#define MSG_EMPTY "must not be empty"
-#define MSG_CONTROL "must not contain control characters"
 #define MSG_ID_LEN "must be at most " STR(NTF_ID_MAX_BYTES) " bytes"
 #define MSG_PAGE "must be an integer from 1 to " STR(NTF_PAGE_MAX)
 #define MSG_LIMIT "must be a positive integer (values above " STR(NTF_LIMIT_MAX) \
                   " are capped)"
-
-#define NTF_VERR_MAX 8                 /* field errors reported per request */
-#define NTF_VERR_FIELD_MAX_BYTES 64    /* an unknown field's name is cut to this */
 
 /* --- results ----------------------------------------------------------------- */
 
@@ -52,116 +43,16 @@ static ntf_result_t storage_error(void) {
 
 /* --- request validation --------------------------------------------------------- */
 
-typedef struct verrs {
-  size_t n;
-  struct {
-    const char *field;
-    size_t field_len;
-    const char *message;
-  } e[NTF_VERR_MAX];
-} verrs_t;
-
-static void verr_add(verrs_t *errs, const char *field, size_t field_len, const char *message) {
-  if (errs->n >= NTF_VERR_MAX)
-    return;
-  errs->e[errs->n].field = field;
-  errs->e[errs->n].field_len = field_len;
-  errs->e[errs->n].message = message;
-  errs->n++;
-}
-
-static void verr_static(verrs_t *errs, const char *field, const char *message) {
-  verr_add(errs, field, strlen(field), message);
-}
+typedef valid_verrs_t verrs_t;
 
 /* {"statusCode":400,"code":"VALIDATION_FAILED","message":"userId is required",
  *  "details":[{"field":"userId","message":"is required"}]}, as the user
  * service answers. */
 static ntf_result_t result_invalid(const verrs_t *errs) {
-  json_t *details = json_array();
-  char msg[1024];
-  size_t used = 0;
-  msg[0] = '\0';
-  for (size_t i = 0; details && i < errs->n; i++) {
-    json_t *d = json_pack("{s:s%, s:s}", "field", errs->e[i].field, errs->e[i].field_len,
-                          "message", errs->e[i].message);
-    if (!d || json_array_append_new(details, d) != 0) {
-      json_decref(details);
-      details = NULL;
-      break;
-    }
-    if (used < sizeof(msg)) {
-      int n = snprintf(msg + used, sizeof(msg) - used, "%s%.*s %s", i ? "; " : "",
-                       (int)errs->e[i].field_len, errs->e[i].field, errs->e[i].message);
-      used += n > 0 ? (size_t)n : 0;
-    }
-  }
-  if (!details)
+  json_t *err = valid_error_object(errs);
+  if (!err)
     return (ntf_result_t){500, "INTERNAL_ERROR", NULL, NULL};
-  return (ntf_result_t){400, "VALIDATION_FAILED", NULL,
-                        proto_error_object(400, "VALIDATION_FAILED", msg, details)};
-}
-
-static void reject_unknown(const json_t *obj, const char *const *allowed, verrs_t *errs) {
-  const char *key;
-  json_t *v;
-  json_object_foreach((json_t *)obj, key, v) {
-    bool ok = false;
-    for (const char *const *a = allowed; *a; a++)
-      if (strcmp(*a, key) == 0)
-        ok = true;
-    if (ok)
-      continue;
-    /* Echo at most NTF_VERR_FIELD_MAX_BYTES of a hostile key, cut on a
-     * character boundary so the reply stays valid UTF-8. */
-    size_t klen = strlen(key);
-    if (klen > NTF_VERR_FIELD_MAX_BYTES) {
-      klen = NTF_VERR_FIELD_MAX_BYTES;
-      while (klen > 0 && ((unsigned char)key[klen] & 0xC0) == 0x80)
-        klen--;
-    }
-    verr_add(errs, key, klen, MSG_NOT_ALLOWED);
-  }
-}
-
-/* page/limit: a JSON integer, an integral number, or a decimal string (query
- * strings passed through by the gateway). Absent or null: def. False when
- * not an integer; too large saturates so the caller's range check applies. */
-static bool int_param(const json_t *obj, const char *field, int64_t def, int64_t *out) {
-  const json_t *v = json_object_get(obj, field);
-  if (!v || json_is_null(v)) {
-    *out = def;
-    return true;
-  }
-  if (json_is_integer(v)) {
-    *out = (int64_t)json_integer_value(v);
-    return true;
-  }
-  if (json_is_real(v)) {
-    double d = json_real_value(v);
-    if (!isfinite(d) || d != floor(d))
-      return false;
-    *out = d >= 9.2e18 ? INT64_MAX : d <= -9.2e18 ? INT64_MIN : (int64_t)d;
-    return true;
-  }
-  if (json_is_string(v)) {
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v), i = 0;
-    bool neg = n > 0 && s[0] == '-';
-    if (neg)
-      i++;
-    if (i == n)
-      return false;
-    int64_t acc = 0;
-    for (; i < n; i++) {
-      if (s[i] < '0' || s[i] > '9')
-        return false;
-      acc = acc <= (INT64_MAX - 9) / 10 ? acc * 10 + (s[i] - '0') : INT64_MAX;
-    }
-    *out = neg ? -acc : acc;
-    return true;
-  }
-  return false;
+  return (ntf_result_t){400, "VALIDATION_FAILED", NULL, err};
 }
 
 typedef struct list_input {
@@ -172,38 +63,15 @@ typedef struct list_input {
 
 static int validate_list(const json_t *data, list_input_t *in, verrs_t *errs) {
   static const char *const allowed[] = {"userId", "page", "limit", NULL};
-  errs->n = 0;
   in->page = NTF_PAGE_DEFAULT;
   in->limit = NTF_LIMIT_DEFAULT;
-  if (!json_is_object(data)) {
-    verr_static(errs, "data", MSG_OBJECT);
+  if (!valid_begin(data, errs))
     return -1;
-  }
-  const json_t *u = json_object_get(data, "userId");
-  if (!u || json_is_null(u)) {
-    verr_static(errs, "userId", MSG_REQUIRED);
-  } else if (!json_is_string(u)) {
-    verr_static(errs, "userId", MSG_STRING);
-  } else {
-    const char *s = json_string_value(u);
-    size_t len = json_string_length(u);
-    const char *why = len == 0 ? MSG_EMPTY : len > NTF_ID_MAX_BYTES ? MSG_ID_LEN : NULL;
-    for (size_t i = 0; !why && i < len; i++)
-      if ((unsigned char)s[i] < 0x20 || s[i] == 0x7F)
-        why = MSG_CONTROL;
-    if (why)
-      verr_static(errs, "userId", why);
-    in->user_id = s;
-    in->user_id_len = len;
-  }
-  if (!int_param(data, "page", NTF_PAGE_DEFAULT, &in->page) || in->page < 1 ||
-      in->page > NTF_PAGE_MAX)
-    verr_static(errs, "page", MSG_PAGE);
-  if (!int_param(data, "limit", NTF_LIMIT_DEFAULT, &in->limit) || in->limit < 1)
-    verr_static(errs, "limit", MSG_LIMIT);
-  else if (in->limit > NTF_LIMIT_MAX)
-    in->limit = NTF_LIMIT_MAX; /* capped, as get_users does */
-  reject_unknown(data, allowed, errs);
+  valid_check_id(data, "userId", NTF_ID_MAX_BYTES, MSG_ID_LEN, &in->user_id, &in->user_id_len,
+                 errs);
+  valid_page_limit(data, NTF_PAGE_MAX, MSG_PAGE, NTF_LIMIT_MAX, MSG_LIMIT, &in->page,
+                   &in->limit, errs);
+  valid_reject_unknown(data, allowed, errs);
   return errs->n > 0 ? -1 : 0;
 }
 

@@ -3,6 +3,7 @@
  * allocation, no clock. Strings in the results borrow from the validated JSON.
  */
 #include "order.h"
+#include "valid/valid.h"
 
 #include <math.h>
 #include <stdbool.h>
@@ -136,46 +137,6 @@ static bool int_in_range(const json_t *v, int64_t min, int64_t max, int64_t *out
   return false;
 }
 
-/* page/limit: a JSON integer, an integral number, or a decimal string (query
- * strings passed through by the gateway). Absent or null: *out = def. False
- * when not an integer at all; too large saturates to INT64_MAX. */
-static bool int_param(const json_t *obj, const char *field, int64_t def, int64_t *out) {
-  const json_t *v = json_object_get(obj, field);
-  if (!v || json_is_null(v)) {
-    *out = def;
-    return true;
-  }
-  if (json_is_integer(v)) {
-    *out = (int64_t)json_integer_value(v);
-    return true;
-  }
-  if (json_is_real(v)) {
-    double d = json_real_value(v);
-    if (!isfinite(d) || d != floor(d))
-      return false;
-    *out = d >= 9.2e18 ? INT64_MAX : d <= -9.2e18 ? INT64_MIN : (int64_t)d;
-    return true;
-  }
-  if (json_is_string(v)) {
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v), i = 0;
-    bool neg = n > 0 && s[0] == '-';
-    if (neg)
-      i++;
-    if (i == n)
-      return false;
-    int64_t acc = 0;
-    for (; i < n; i++) {
-      if (s[i] < '0' || s[i] > '9')
-        return false;
-      acc = acc <= (INT64_MAX - 9) / 10 ? acc * 10 + (s[i] - '0') : INT64_MAX;
-    }
-    *out = neg ? -acc : acc;
-    return true;
-  }
-  return false;
-}
-
 int order_total_add(int64_t *acc, int64_t quantity, int64_t price) {
   if (*acc < 0 || quantity < 0 || price < 0)
     return -1;
@@ -281,10 +242,10 @@ int order_validate_list(const json_t *data, order_list_input_t *out, order_verrs
     return -1;
   out->user_id = req_token(data, NULL, "userId", ORDER_ID_MAX_BYTES, MSG_ID_LEN,
                            &out->user_id_len, errs);
-  if (!int_param(data, "page", ORDER_PAGE_DEFAULT, &out->page) || out->page < 1 ||
+  if (!valid_int_param(data, "page", ORDER_PAGE_DEFAULT, &out->page) || out->page < 1 ||
       out->page > ORDER_PAGE_MAX)
     verr_add(errs, NULL, "page", MSG_PAGE);
-  if (!int_param(data, "limit", ORDER_LIMIT_DEFAULT, &out->limit) || out->limit < 1)
+  if (!valid_int_param(data, "limit", ORDER_LIMIT_DEFAULT, &out->limit) || out->limit < 1)
     verr_add(errs, NULL, "limit", MSG_LIMIT);
   else if (out->limit > ORDER_LIMIT_MAX)
     out->limit = ORDER_LIMIT_MAX; /* documented: capped, like get_users */

@@ -43,32 +43,7 @@ void payment_result_free(payment_result_t *r) {
 }
 
 json_t *payment_validation_error(const payment_verrs_t *errs) {
-  json_t *details = json_array();
-  char *msg = NULL;
-  size_t cap = 1;
-  for (size_t i = 0; i < errs->n; i++)
-    cap += errs->e[i].field_len + strlen(errs->e[i].message) + 3;
-  if (!details || !(msg = malloc(cap)))
-    goto fail;
-  /* "amount must be ...; paymentMethod is required": names every field. */
-  size_t used = 0;
-  msg[0] = '\0';
-  for (size_t i = 0; i < errs->n; i++) {
-    const payment_verr_t *e = &errs->e[i];
-    json_t *d = json_pack("{s:s%, s:s}", "field", e->field, e->field_len, "message",
-                          e->message);
-    if (!d || json_array_append_new(details, d) != 0)
-      goto fail;
-    used += (size_t)snprintf(msg + used, cap - used, "%s%.*s %s", i ? "; " : "",
-                             (int)e->field_len, e->field, e->message);
-  }
-  json_t *err = proto_error_object(400, "VALIDATION_FAILED", msg, details);
-  free(msg);
-  return err;
-fail:
-  json_decref(details);
-  free(msg);
-  return NULL;
+  return valid_error_object(errs);
 }
 
 static payment_result_t result_invalid(const payment_verrs_t *errs) {

@@ -18,6 +18,7 @@
 #include "proto/rpc_server.h"
 #include "proto/util.h"
 #include "store/commit_group.h"
+#include "valid/valid.h"
 
 /* --- limits ---------------------------------------------------------------- */
 
@@ -38,21 +39,12 @@
 
 /* --- validation (validate.c) ------------------------------------------------ */
 
-#define PAYMENT_VERR_MAX 8                /* field errors reported per request */
-#define PAYMENT_VERR_FIELD_MAX_BYTES 64   /* an unknown field's name is cut to this */
-
-/* One field error. field borrows from the validated data (or is static) and
- * is field_len bytes, not NUL-terminated; message is static. */
-typedef struct payment_verr {
-  const char *field;
-  size_t field_len;
-  const char *message;
-} payment_verr_t;
-
-typedef struct payment_verrs {
-  size_t n;                              /* errors recorded (at most PAYMENT_VERR_MAX) */
-  payment_verr_t e[PAYMENT_VERR_MAX];
-} payment_verrs_t;
+/* Field errors: the shared list of libvalid (at most VALID_VERR_MAX; an
+ * unknown field's name is cut to VALID_VERR_FIELD_MAX_BYTES). */
+#define PAYMENT_VERR_MAX VALID_VERR_MAX
+#define PAYMENT_VERR_FIELD_MAX_BYTES VALID_VERR_FIELD_MAX_BYTES
+typedef valid_verr_t payment_verr_t;
+typedef valid_verrs_t payment_verrs_t;
 
 /* process_payment. Strings borrow from the validated json_t: keep it alive. */
 typedef struct payment_process_input {

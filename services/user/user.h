@@ -13,6 +13,7 @@
 
 #include "proto/rpc_server.h"
 #include "proto/util.h"
+#include "valid/valid.h"
 
 /* --- limits ---------------------------------------------------------------- */
 
@@ -33,22 +34,12 @@
 
 /* --- validation (validate.c) ------------------------------------------------ */
 
-#define USER_VERR_MAX 8                 /* field errors reported per request */
-#define USER_VERR_FIELD_MAX_BYTES 64    /* an unknown field's name is cut to this */
-
-/* One field error. field borrows from the validated data (or is static) and
- * is field_len bytes, not NUL-terminated; message is static, e.g.
- * "must be an email address". */
-typedef struct user_verr {
-  const char *field;
-  size_t field_len;
-  const char *message;
-} user_verr_t;
-
-typedef struct user_verrs {
-  size_t n;                        /* errors recorded (at most USER_VERR_MAX) */
-  user_verr_t e[USER_VERR_MAX];
-} user_verrs_t;
+/* Field errors: the shared list of libvalid (at most VALID_VERR_MAX; an
+ * unknown field's name is cut to VALID_VERR_FIELD_MAX_BYTES). */
+#define USER_VERR_MAX VALID_VERR_MAX
+#define USER_VERR_FIELD_MAX_BYTES VALID_VERR_FIELD_MAX_BYTES
+typedef valid_verr_t user_verr_t;
+typedef valid_verrs_t user_verrs_t;
 
 /* Inputs borrow their strings from the validated json_t: keep it alive. */
 typedef struct user_create_input {

@@ -4,7 +4,6 @@
  */
 #include "user.h"
 
-#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,9 +11,6 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
-#define MSG_REQUIRED "is required"
-#define MSG_STRING "must be a string"
-#define MSG_NOT_ALLOWED "is not allowed"
 #define MSG_EMAIL "must be an email address"
 #define MSG_EMAIL_LEN "must be at most " STR(USER_EMAIL_MAX_BYTES) " bytes"
 #define MSG_EMPTY "must not be empty"
@@ -26,20 +22,6 @@
 #define MSG_LIMIT "must be a positive integer (values above " STR(USER_LIMIT_MAX) \
                   " are capped)"
 #define MSG_TIMESTAMP "must be an ISO 8601 UTC timestamp"
-#define MSG_OBJECT "must be an object"
-
-/* --- error list ------------------------------------------------------------- */
-
-static void verr_add(user_verrs_t *errs, const char *field, size_t field_len,
-                     const char *message) {
-  if (errs->n >= USER_VERR_MAX)
-    return; /* enough to act on; the rest would only bloat the reply */
-  errs->e[errs->n++] = (user_verr_t){field, field_len, message};
-}
-
-static void verr_add_static(user_verrs_t *errs, const char *field, const char *message) {
-  verr_add(errs, field, strlen(field), message);
-}
 
 /* --- UTF-8 ------------------------------------------------------------------ */
 
@@ -219,139 +201,21 @@ int user_parse_iso_time(const char *s, size_t len, char out[PROTO_ISO_TIME_LEN])
   return 0;
 }
 
-/* --- field helpers ------------------------------------------------------------ */
-
-/* Record "is not allowed" for every key of obj not in allowed (NULL-ended). */
-static void reject_unknown(const json_t *obj, const char *const *allowed,
-                           user_verrs_t *errs) {
-  const char *key;
-  const json_t *v;
-  json_object_foreach((json_t *)obj, key, v) {
-    bool known = false;
-    for (const char *const *a = allowed; *a; a++)
-      known = known || strcmp(key, *a) == 0;
-    if (known)
-      continue;
-    /* Echo at most USER_VERR_FIELD_MAX_BYTES of a hostile key, cut on a
-     * character boundary so the reply stays valid UTF-8. */
-    size_t klen = strlen(key);
-    if (klen > USER_VERR_FIELD_MAX_BYTES) {
-      klen = USER_VERR_FIELD_MAX_BYTES;
-      while (klen > 0 && ((unsigned char)key[klen] & 0xC0) == 0x80)
-        klen--;
-    }
-    verr_add(errs, key, klen, MSG_NOT_ALLOWED);
-  }
-}
-
-/* A required string field: returns it (and its length) or NULL with an error
- * recorded. Embedded NULs are caught later as control characters. */
-static const char *req_string(const json_t *obj, const char *field, size_t *len,
-                              user_verrs_t *errs) {
-  const json_t *v = json_object_get(obj, field);
-  if (!v || json_is_null(v)) {
-    verr_add_static(errs, field, MSG_REQUIRED);
-    return NULL;
-  }
-  if (!json_is_string(v)) {
-    verr_add_static(errs, field, MSG_STRING);
-    return NULL;
-  }
-  *len = json_string_length(v);
-  return json_string_value(v);
-}
-
-/* An id: 1..USER_ID_MAX_BYTES bytes, no control characters. */
-static bool check_id(const json_t *obj, const char *field, const char **id, size_t *len,
-                     user_verrs_t *errs) {
-  const char *s = req_string(obj, field, len, errs);
-  if (!s)
-    return false;
-  const char *why = NULL;
-  if (*len == 0)
-    why = MSG_EMPTY;
-  else if (*len > USER_ID_MAX_BYTES)
-    why = MSG_ID_LEN;
-  for (size_t i = 0; !why && i < *len; i++)
-    if ((unsigned char)s[i] < 0x20 || s[i] == 0x7F)
-      why = MSG_CONTROL;
-  if (why) {
-    verr_add_static(errs, field, why);
-    return false;
-  }
-  *id = s;
-  return true;
-}
-
-/* page/limit: a JSON integer, an integral number, or a decimal string (query
- * strings passed through by the gateway). Absent or null: *out = def.
- * Returns false when the value is not an integer at all; a value too large
- * for int64 saturates to INT64_MAX so the caller's range check applies. */
-static bool int_param(const json_t *obj, const char *field, int64_t def, int64_t *out) {
-  const json_t *v = json_object_get(obj, field);
-  if (!v || json_is_null(v)) {
-    *out = def;
-    return true;
-  }
-  if (json_is_integer(v)) {
-    *out = (int64_t)json_integer_value(v);
-    return true;
-  }
-  if (json_is_real(v)) {
-    /* JavaScript has one number type: 2.0 is the integer 2. */
-    double d = json_real_value(v);
-    if (!isfinite(d) || d != floor(d))
-      return false;
-    *out = d >= 9.2e18 ? INT64_MAX : d <= -9.2e18 ? INT64_MIN : (int64_t)d;
-    return true;
-  }
-  if (json_is_string(v)) {
-    const char *s = json_string_value(v);
-    size_t n = json_string_length(v), i = 0;
-    bool neg = n > 0 && s[0] == '-';
-    if (neg)
-      i++;
-    if (i == n)
-      return false;
-    int64_t acc = 0;
-    for (; i < n; i++) {
-      if (s[i] < '0' || s[i] > '9')
-        return false;
-      if (acc <= (INT64_MAX - 9) / 10)
-        acc = acc * 10 + (s[i] - '0');
-      else
-        acc = INT64_MAX; /* saturate; keep checking the rest are digits */
-    }
-    *out = neg ? -acc : acc;
-    return true;
-  }
-  return false;
-}
-
-static bool begin(const json_t *data, user_verrs_t *errs) {
-  errs->n = 0;
-  if (!json_is_object(data)) {
-    verr_add_static(errs, "data", MSG_OBJECT);
-    return false;
-  }
-  return true;
-}
-
 /* --- validators ------------------------------------------------------------- */
 
 int user_validate_create(const json_t *data, user_create_input_t *out, user_verrs_t *errs) {
   static const char *const allowed[] = {"email", "name", NULL};
   size_t elen = 0, nlen = 0, nstart = 0, ntrim = 0;
-  if (!begin(data, errs))
+  if (!valid_begin(data, errs))
     return -1;
-  const char *email = req_string(data, "email", &elen, errs);
+  const char *email = valid_req_string(data, "email", &elen, errs);
   const char *why;
   if (email && (why = user_validate_email(email, elen)) != NULL)
-    verr_add_static(errs, "email", why);
-  const char *name = req_string(data, "name", &nlen, errs);
+    valid_verr_add_static(errs, "email", why);
+  const char *name = valid_req_string(data, "name", &nlen, errs);
   if (name && (why = user_validate_name(name, nlen, &nstart, &ntrim)) != NULL)
-    verr_add_static(errs, "name", why);
-  reject_unknown(data, allowed, errs);
+    valid_verr_add_static(errs, "name", why);
+  valid_reject_unknown(data, allowed, errs);
   if (errs->n > 0)
     return -1;
   *out = (user_create_input_t){email, elen, name + nstart, ntrim};
@@ -362,10 +226,10 @@ int user_validate_get(const json_t *data, user_get_input_t *out, user_verrs_t *e
   static const char *const allowed[] = {"id", NULL};
   const char *id = NULL;
   size_t len = 0;
-  if (!begin(data, errs))
+  if (!valid_begin(data, errs))
     return -1;
-  check_id(data, "id", &id, &len, errs);
-  reject_unknown(data, allowed, errs);
+  valid_check_id(data, "id", USER_ID_MAX_BYTES, MSG_ID_LEN, &id, &len, errs);
+  valid_reject_unknown(data, allowed, errs);
   if (errs->n > 0)
     return -1;
   *out = (user_get_input_t){id, len};
@@ -381,15 +245,11 @@ int user_validate_list(const json_t *data, user_list_input_t *out, user_verrs_t 
     *out = (user_list_input_t){page, limit};
     return 0;
   }
-  if (!begin(data, errs))
+  if (!valid_begin(data, errs))
     return -1;
-  if (!int_param(data, "page", USER_PAGE_DEFAULT, &page) || page < 1 || page > USER_PAGE_MAX)
-    verr_add_static(errs, "page", MSG_PAGE);
-  if (!int_param(data, "limit", USER_LIMIT_DEFAULT, &limit) || limit < 1)
-    verr_add_static(errs, "limit", MSG_LIMIT);
-  else if (limit > USER_LIMIT_MAX)
-    limit = USER_LIMIT_MAX; /* documented: capped, like most list APIs */
-  reject_unknown(data, allowed, errs);
+  valid_page_limit(data, USER_PAGE_MAX, MSG_PAGE, USER_LIMIT_MAX, MSG_LIMIT, &page, &limit,
+                   errs);
+  valid_reject_unknown(data, allowed, errs);
   if (errs->n > 0)
     return -1;
   *out = (user_list_input_t){page, limit};
@@ -399,12 +259,13 @@ int user_validate_list(const json_t *data, user_list_input_t *out, user_verrs_t 
 int user_validate_login(const json_t *data, user_login_input_t *out, user_verrs_t *errs) {
   const char *id = NULL;
   size_t idlen = 0, tlen = 0;
-  if (!begin(data, errs))
+  if (!valid_begin(data, errs))
     return -1;
-  bool id_ok = check_id(data, "userId", &id, &idlen, errs);
-  const char *ts = req_string(data, "timestamp", &tlen, errs);
+  bool id_ok =
+      valid_check_id(data, "userId", USER_ID_MAX_BYTES, MSG_ID_LEN, &id, &idlen, errs);
+  const char *ts = valid_req_string(data, "timestamp", &tlen, errs);
   if (ts && user_parse_iso_time(ts, tlen, out->timestamp) != 0)
-    verr_add_static(errs, "timestamp", MSG_TIMESTAMP);
+    valid_verr_add_static(errs, "timestamp", MSG_TIMESTAMP);
   /* No reject_unknown: an event has no reply to carry a rejection, and
    * producers add fields over time; dropping the login for that would lose
    * data silently. */
