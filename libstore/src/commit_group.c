@@ -1,5 +1,7 @@
 /* commit_group.c: one transaction per loop turn, committed in a check
- * handle, then the functions deferred during the turn run with its status. */
+ * handle, then the functions deferred during the turn run with its status.
+ * BEGIN/COMMIT/ROLLBACK are prepared once per group: they run on every
+ * write turn, so parsing them again each time is wasted work. */
 #include "store/commit_group.h"
 
 #include <stdlib.h>
@@ -7,6 +9,15 @@
 #include "proto/cork.h"
 #include "proto/error.h"
 #include "proto/log.h"
+
+/* The group's cached statements, in txn_sql[] order. */
+enum { TXN_BEGIN, TXN_COMMIT, TXN_ROLLBACK, TXN_COUNT_ };
+
+static const char *const txn_sql[TXN_COUNT_] = {
+    [TXN_BEGIN] = "BEGIN IMMEDIATE",
+    [TXN_COMMIT] = "COMMIT",
+    [TXN_ROLLBACK] = "ROLLBACK",
+};
 
 typedef struct deferred {
   store_group_fn fn;
@@ -20,6 +31,7 @@ struct store_group {
   uv_timer_t timer;         /* commit point when a delay is set */
   unsigned delay_ms;        /* 0: commit every loop turn */
   sqlite3 *db;
+  sqlite3_stmt *txn[TXN_COUNT_]; /* finalized in store_group_close, before the db closes */
   int in_txn;
   int rolled_back;          /* SQLite aborted the open transaction by itself */
   int closing;
@@ -28,16 +40,19 @@ struct store_group {
   store_group_stats_t stats;
 };
 
-static int exec_sql(store_group_t *g, const char *sql) {
-  char *err = NULL;
-  int rc = sqlite3_exec(g->db, sql, NULL, NULL, &err);
-  if (rc != SQLITE_OK) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: %s", sql,
-              err ? err : sqlite3_errstr(rc));
-    sqlite3_free(err);
-    return PROTO_EIO;
+/* Run one of the cached transaction statements; the log line is the one
+ * sqlite3_exec's error message gave: "<sql>: <errmsg>". */
+static int exec_sql(store_group_t *g, int which) {
+  sqlite3_stmt *st = g->txn[which];
+  int rc = sqlite3_step(st);
+  int ret = 0;
+  if (rc != SQLITE_DONE) {
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: %s", txn_sql[which],
+              sqlite3_errmsg(g->db));
+    ret = PROTO_EIO;
   }
-  return 0;
+  sqlite3_reset(st); /* its return repeats the step error logged above */
+  return ret;
 }
 
 /* Commit the open transaction (if any), then run what was deferred before
@@ -52,17 +67,17 @@ static void flush(store_group_t *g) {
     status = PROTO_EIO;
     g->stats.failures++;
     if (g->in_txn && !sqlite3_get_autocommit(g->db))
-      exec_sql(g, "ROLLBACK");
+      exec_sql(g, TXN_ROLLBACK);
     g->in_txn = 0;
   } else if (g->in_txn) {
     g->in_txn = 0;
-    if (exec_sql(g, "COMMIT") == 0) {
+    if (exec_sql(g, TXN_COMMIT) == 0) {
       g->stats.commits++;
     } else {
       status = PROTO_EIO;
       g->stats.failures++;
       if (!sqlite3_get_autocommit(g->db))
-        exec_sql(g, "ROLLBACK");
+        exec_sql(g, TXN_ROLLBACK);
     }
   }
   deferred_t *d = g->head;
@@ -133,6 +148,15 @@ store_group_t *store_group_new(uv_loop_t *loop, sqlite3 *db) {
     return NULL;
   }
   g->handles_open = 3;
+  for (int i = 0; i < TXN_COUNT_; i++) {
+    int rc = sqlite3_prepare_v3(db, txn_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &g->txn[i], NULL);
+    if (rc != SQLITE_OK) {
+      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: %s", txn_sql[i],
+                sqlite3_errmsg(db));
+      store_group_close(g); /* finalizes the ones prepared */
+      return NULL;
+    }
+  }
   return g;
 }
 
@@ -147,7 +171,7 @@ int store_group_begin(store_group_t *g) {
     g->rolled_back = 1;
     g->in_txn = 0;
   }
-  if (exec_sql(g, "BEGIN IMMEDIATE") != 0)
+  if (exec_sql(g, TXN_BEGIN) != 0)
     return PROTO_EIO;
   g->in_txn = 1;
   arm(g);
@@ -194,6 +218,12 @@ void store_group_close(store_group_t *g) {
   for (int rounds = 0; (g->in_txn || g->head) && rounds < 64; rounds++)
     flush(g);
   g->closing = 1;
+  /* The statements go now: the database closes right after the group, and
+   * sqlite3_close refuses while any statement is unfinalized. */
+  for (int i = 0; i < TXN_COUNT_; i++) {
+    sqlite3_finalize(g->txn[i]); /* NULL is a no-op */
+    g->txn[i] = NULL;
+  }
   uv_close((uv_handle_t *)&g->check, on_closed);
   int open = g->handles_open; /* on_closed may free g on the last one */
   if (open >= 3)

@@ -39,8 +39,9 @@ typedef struct store_group_stats {
   uint64_t deferred;     /* functions run after a commit */
 } store_group_stats_t;
 
-/* A group for db (borrowed: close the group before the database). NULL on
- * ENOMEM or a libuv failure. */
+/* A group for db (borrowed: close the group before the database; the group
+ * holds prepared statements until store_group_close). NULL on
+ * ENOMEM, a libuv failure or a failed prepare (logged). */
 store_group_t *store_group_new(uv_loop_t *loop, sqlite3 *db);
 
 /* Open the turn's transaction if none is open (BEGIN IMMEDIATE). Call before
