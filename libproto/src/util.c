@@ -45,17 +45,26 @@ int proto_random_bytes(void *buf, size_t len) {
 
 int proto_random_id(const char *prefix, char *out, size_t out_size) {
   static const char hex[] = "0123456789abcdef";
-  unsigned char rnd[16];
+  unsigned char b[16];
   size_t plen = prefix ? strlen(prefix) : 0;
-  if (out_size < plen + 2 * sizeof(rnd) + 1)
+  if (out_size < plen + 2 * sizeof(b) + 1)
     return PROTO_EINVAL;
-  if (proto_random_bytes(rnd, sizeof(rnd)) != 0)
+  /* 48 bits of Unix milliseconds first (as UUIDv7 does), then 80 random
+   * bits. Ids made close in time sort next to each other, so a batch of
+   * inserts into an index on them touches its last page instead of one
+   * random page per row: fewer pages per commit, a smaller working set. */
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+  for (int i = 0; i < 6; i++)
+    b[i] = (unsigned char)(ms >> (8 * (5 - i)));
+  if (proto_random_bytes(b + 6, sizeof(b) - 6) != 0)
     return PROTO_EIO;
   memcpy(out, prefix, plen);
-  for (size_t i = 0; i < sizeof(rnd); i++) {
-    out[plen + 2 * i] = hex[rnd[i] >> 4];
-    out[plen + 2 * i + 1] = hex[rnd[i] & 15];
+  for (size_t i = 0; i < sizeof(b); i++) {
+    out[plen + 2 * i] = hex[b[i] >> 4];
+    out[plen + 2 * i + 1] = hex[b[i] & 15];
   }
-  out[plen + 2 * sizeof(rnd)] = '\0';
+  out[plen + 2 * sizeof(b)] = '\0';
   return 0;
 }
