@@ -1,14 +1,27 @@
 /* commit_group.c: one transaction per loop turn, committed in a check
  * handle, then the functions deferred during the turn run with its status.
  * BEGIN/COMMIT/ROLLBACK are prepared once per group: they run on every
- * write turn, so parsing them again each time is wasted work. */
+ * write turn, so parsing them again each time is wasted work.
+ *
+ * Checkpoints run in libuv's thread pool on a second connection, started
+ * from the WAL hook, instead of SQLite's auto-checkpoint: that one runs
+ * inside whichever COMMIT crosses the threshold and stalls the loop for the
+ * copy and two more fsyncs. A PASSIVE checkpoint never blocks the writer.
+ * (The COMMIT's own fsync stays on the loop thread: handing it to the pool
+ * as well measured slower on a busy 2-core machine, where the pool thread
+ * must first be scheduled.) */
 #include "store/commit_group.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "proto/cork.h"
 #include "proto/error.h"
 #include "proto/log.h"
+
+/* WAL frames (pages) after which a background checkpoint starts: SQLite's
+ * own auto-checkpoint default. */
+#define STORE_GROUP_CKPT_FRAMES 1000
 
 /* The group's cached statements, in txn_sql[] order. */
 enum { TXN_BEGIN, TXN_COMMIT, TXN_ROLLBACK, TXN_COUNT_ };
@@ -35,10 +48,23 @@ struct store_group {
   int in_txn;
   int rolled_back;          /* SQLite aborted the open transaction by itself */
   int closing;
-  int handles_open;
+  int refs;                 /* open handles + a checkpoint in the pool; free at 0 */
   deferred_t *head, *tail;  /* deferred this turn, in order */
+  uv_loop_t *loop;
+  sqlite3 *ckpt_db;         /* NULL: SQLite checkpoints inside commits */
+  int ckpt_running;
+  int ckpt_rc;              /* the pool's result, read in after_ckpt */
+  uv_work_t ckpt_work;
   store_group_stats_t stats;
 };
+
+static void unref(store_group_t *g) {
+  if (--g->refs > 0)
+    return;
+  if (g->ckpt_db)
+    sqlite3_close(g->ckpt_db); /* it holds no statements */
+  free(g);
+}
 
 /* Run one of the cached transaction statements; the log line is the one
  * sqlite3_exec's error message gave: "<sql>: <errmsg>". */
@@ -125,11 +151,84 @@ static void arm(store_group_t *g) {
   }
 }
 
+/* --- background checkpoints ------------------------------------------------ */
+
+static void ckpt_work(uv_work_t *w) {
+  store_group_t *g = w->data;
+  int frames = 0, done = 0;
+  g->ckpt_rc =
+      sqlite3_wal_checkpoint_v2(g->ckpt_db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, &done);
+}
+
+static void after_ckpt(uv_work_t *w, int uvstatus) {
+  store_group_t *g = w->data;
+  g->ckpt_running = 0;
+  if (uvstatus == 0 && g->ckpt_rc == SQLITE_OK)
+    g->stats.checkpoints++;
+  else if (uvstatus == 0 && g->ckpt_rc != SQLITE_BUSY) /* BUSY: another checkpointer */
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "checkpoint: %s",
+              sqlite3_errstr(g->ckpt_rc));
+  unref(g);
+}
+
+/* SQLite calls this in the loop thread after each commit, with the WAL's
+ * size in frames. */
+static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames) {
+  store_group_t *g = arg;
+  (void)db;
+  (void)name;
+  if (frames < STORE_GROUP_CKPT_FRAMES || g->ckpt_running || g->closing)
+    return SQLITE_OK;
+  g->ckpt_work.data = g;
+  if (uv_queue_work(g->loop, &g->ckpt_work, ckpt_work, after_ckpt) == 0) {
+    g->ckpt_running = 1;
+    g->refs++;
+  }
+  return SQLITE_OK;
+}
+
+static int is_wal(sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  int wal = 0;
+  if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    const char *m = (const char *)sqlite3_column_text(st, 0);
+    wal = m && strcmp(m, "wal") == 0;
+  }
+  sqlite3_finalize(st);
+  return wal;
+}
+
+/* A file database in WAL mode gets a checkpoint connection. Anything else
+ * (":memory:", another journal mode, a failure here) keeps SQLite's own
+ * checkpoints. */
+static void setup_checkpoints(store_group_t *g) {
+  const char *file = sqlite3_db_filename(g->db, "main");
+  sqlite3 *c = NULL;
+  if (!file || !*file || !is_wal(g->db))
+    return;
+  /* NOMUTEX: only ever used by one pool thread at a time (ckpt_running).
+   * Its checkpoints sync the WAL before copying and the database after. */
+  if (sqlite3_open_v2(file, &c, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK ||
+      sqlite3_exec(c, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK) {
+    proto_log(PROTO_LOG_WARN, NULL, "storage_warning",
+              "%s: no checkpoint connection (%s): SQLite checkpoints inside commits", file,
+              c ? sqlite3_errmsg(c) : "out of memory");
+    sqlite3_close(c);
+    return;
+  }
+  g->ckpt_db = c;
+  sqlite3_wal_hook(g->db, on_wal_commit, g); /* replaces the auto-checkpoint */
+}
+
+/* --- the group ---------------------------------------------------------------- */
+
 store_group_t *store_group_new(uv_loop_t *loop, sqlite3 *db) {
   store_group_t *g = calloc(1, sizeof(*g));
   if (!g)
     return NULL;
   g->db = db;
+  g->loop = loop;
   if (uv_check_init(loop, &g->check) != 0) {
     free(g);
     return NULL;
@@ -137,17 +236,17 @@ store_group_t *store_group_new(uv_loop_t *loop, sqlite3 *db) {
   g->check.data = g;
   g->idle.data = g;
   g->timer.data = g;
-  g->handles_open = 1;
+  g->refs = 1;
   if (uv_idle_init(loop, &g->idle) != 0) {
     store_group_close(g);
     return NULL;
   }
-  g->handles_open = 2;
+  g->refs = 2;
   if (uv_timer_init(loop, &g->timer) != 0) {
     store_group_close(g);
     return NULL;
   }
-  g->handles_open = 3;
+  g->refs = 3;
   for (int i = 0; i < TXN_COUNT_; i++) {
     int rc = sqlite3_prepare_v3(db, txn_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &g->txn[i], NULL);
     if (rc != SQLITE_OK) {
@@ -157,6 +256,7 @@ store_group_t *store_group_new(uv_loop_t *loop, sqlite3 *db) {
       return NULL;
     }
   }
+  setup_checkpoints(g);
   return g;
 }
 
@@ -205,9 +305,7 @@ void store_group_stats(const store_group_t *g, store_group_stats_t *out) {
 }
 
 static void on_closed(uv_handle_t *h) {
-  store_group_t *g = h->data;
-  if (--g->handles_open == 0)
-    free(g);
+  unref(h->data);
 }
 
 void store_group_close(store_group_t *g) {
@@ -218,14 +316,15 @@ void store_group_close(store_group_t *g) {
   for (int rounds = 0; (g->in_txn || g->head) && rounds < 64; rounds++)
     flush(g);
   g->closing = 1;
+  sqlite3_wal_hook(g->db, NULL, NULL); /* a running checkpoint finishes on its own */
   /* The statements go now: the database closes right after the group, and
    * sqlite3_close refuses while any statement is unfinalized. */
   for (int i = 0; i < TXN_COUNT_; i++) {
     sqlite3_finalize(g->txn[i]); /* NULL is a no-op */
     g->txn[i] = NULL;
   }
+  int open = g->refs - g->ckpt_running; /* handles initialized */
   uv_close((uv_handle_t *)&g->check, on_closed);
-  int open = g->handles_open; /* on_closed may free g on the last one */
   if (open >= 3)
     uv_close((uv_handle_t *)&g->timer, on_closed);
   if (open >= 2)

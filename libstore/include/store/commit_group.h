@@ -19,6 +19,11 @@
  * 500. Reads on the same connection see the open transaction's writes.
  * Everything runs on the loop's thread. If store_group_defer() returns an
  * error, fn will not run.
+ *
+ * For a file database in WAL mode the group also takes checkpoints over:
+ * they run in libuv's thread pool on a second connection (PASSIVE, so the
+ * writer never waits) once the WAL passes 1000 pages, instead of inside
+ * whichever COMMIT crosses that line.
  */
 #ifndef STORE_COMMIT_GROUP_H
 #define STORE_COMMIT_GROUP_H
@@ -37,6 +42,7 @@ typedef struct store_group_stats {
   uint64_t commits;      /* transactions committed */
   uint64_t failures;     /* commits that failed (rolled back) */
   uint64_t deferred;     /* functions run after a commit */
+  uint64_t checkpoints;  /* background checkpoints done */
 } store_group_stats_t;
 
 /* A group for db (borrowed: close the group before the database; the group
@@ -65,7 +71,7 @@ void store_group_stats(const store_group_t *g, store_group_stats_t *out);
 
 /* Commit what is open, run what is deferred, close the handles, then free
  * the group. Call once, before closing the database; the loop must run for
- * the handles to close. */
+ * the handles to close and a checkpoint still in the pool to finish. */
 void store_group_close(store_group_t *g);
 
 #endif
