@@ -270,16 +270,6 @@ static void on_refund_order(proto_rpc_call_t *call, const json_t *data, void *ct
   order_flow_refund(ctx, call, data);
 }
 
-static void on_get_order(proto_rpc_call_t *call, const json_t *data, void *ctx) {
-  uint64_t t0 = uv_hrtime();
-  order_answer(call, "get_order", order_op_get(ctx, data), t0);
-}
-
-static void on_get_orders(proto_rpc_call_t *call, const json_t *data, void *ctx) {
-  uint64_t t0 = uv_hrtime();
-  order_answer(call, "get_orders", order_op_list(ctx, data), t0);
-}
-
 /* A reply and its event, held until the loop turn's COMMIT. */
 typedef struct held_answer {
   order_svc_t *svc;
@@ -299,14 +289,15 @@ static void answer_committed(int status, void *arg) {
     json_decref(a->r.response);
     json_decref(a->r.err);
     a->r = storage_error();
-  } else {
+  } else if (a->event_pattern) {
     order_publish(a->svc, a->event_pattern, a->event, proto_rpc_call_request_id(a->call));
   }
   order_answer(a->call, a->pattern, a->r, a->start_ns);
   free(a);
 }
 
-/* Answer r and publish event (stolen) once the write behind them is durable. */
+/* Answer r and publish event (stolen; none when event_pattern is NULL) once
+ * the write behind them is durable. */
 static void answer_after_commit(order_svc_t *svc, proto_rpc_call_t *call, const char *pattern,
                                 order_result_t r, const char *event_pattern, json_t *event,
                                 uint64_t start_ns) {
@@ -325,12 +316,34 @@ static void answer_after_commit(order_svc_t *svc, proto_rpc_call_t *call, const 
                start_ns);
 }
 
+/* Answer r, built from reads, once what those reads may have seen is
+ * durable: while the turn's transaction is open, a read on the group's
+ * connection sees its uncommitted rows (another request's new order, say),
+ * so the answer waits for the COMMIT. A 400 read nothing and goes at once. */
+static void answer_durable(order_svc_t *svc, proto_rpc_call_t *call, const char *pattern,
+                           order_result_t r, uint64_t start_ns) {
+  if (r.status == 400 || !store_group_in_txn(svc->group))
+    order_answer(call, pattern, r, start_ns);
+  else
+    answer_after_commit(svc, call, pattern, r, NULL, NULL, start_ns);
+}
+
+static void on_get_order(proto_rpc_call_t *call, const json_t *data, void *ctx) {
+  uint64_t t0 = uv_hrtime();
+  answer_durable(ctx, call, "get_order", order_op_get(ctx, data), t0);
+}
+
+static void on_get_orders(proto_rpc_call_t *call, const json_t *data, void *ctx) {
+  uint64_t t0 = uv_hrtime();
+  answer_durable(ctx, call, "get_orders", order_op_list(ctx, data), t0);
+}
+
 static void on_update_order_status(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
   json_t *event = NULL;
   order_result_t r = order_op_update_status(ctx, data, &event);
-  if (r.status != 200) /* nothing was written */
-    order_answer(call, "update_order_status", r, t0);
+  if (r.status != 200) /* nothing was written; a 404 or 409 rests on a read */
+    answer_durable(ctx, call, "update_order_status", r, t0);
   else
     answer_after_commit(ctx, call, "update_order_status", r, "order_status_changed", event, t0);
 }
