@@ -41,6 +41,7 @@ static void on_stop_deadline(int signum) {
       "background work (e.g. a DNS lookup in the thread pool) after the stop deadline: "
       "exiting\"}\n";
   (void)signum;
+  proto_log_flush(); /* write(2) only; at worst repeats lines a flush was writing */
   ssize_t rc = write(STDOUT_FILENO, line, sizeof(line) - 1);
   (void)rc;
   _exit(0);
@@ -88,10 +89,13 @@ int proto_daemon_init(proto_daemon_t *d, uv_loop_t *loop,
   /* Signal handles must not keep the loop alive once everything else is done. */
   uv_unref((uv_handle_t *)&d->sigterm);
   uv_unref((uv_handle_t *)&d->sigint);
+  if (proto_log_buffer_on(loop) != 0) /* unbuffered logs still work */
+    proto_log(PROTO_LOG_WARN, NULL, "log_unbuffered", "cannot buffer log lines on the loop");
   return 0;
 }
 
 void proto_daemon_close(proto_daemon_t *d) {
+  proto_log_buffer_off(); /* what is logged from here on goes out at once */
   if (!uv_is_closing((uv_handle_t *)&d->sigterm))
     uv_close((uv_handle_t *)&d->sigterm, NULL);
   if (!uv_is_closing((uv_handle_t *)&d->sigint))

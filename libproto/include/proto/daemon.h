@@ -33,10 +33,12 @@ int proto_daemon_args(int argc, char **argv, const char *usage);
  * "status" is "ok", 1 otherwise (the reason on stderr). */
 int proto_daemon_health_probe(const char *host, int port, unsigned timeout_ms);
 
-/* Ignore SIGPIPE, watch SIGTERM and SIGINT. 0 or PROTO_EIO. */
+/* Ignore SIGPIPE, watch SIGTERM and SIGINT, buffer log lines per loop turn
+ * (proto_log_buffer_on). 0 or PROTO_EIO. */
 int proto_daemon_init(proto_daemon_t *d, uv_loop_t *loop,
                       void (*on_stop)(void *arg), void *arg);
-/* Close the signal handles (call from on_stop or after the loop ends). */
+/* Write buffered log lines and log unbuffered from now on; close the signal
+ * handles (call from on_stop or after the loop ends). */
 void proto_daemon_close(proto_daemon_t *d);
 
 /* Log {"event":"listening","name":name,"host":host,"port":port}: the line

@@ -2,13 +2,14 @@
  *
  * Every line has "time" (ISO 8601 UTC), "level", "service", "event" and, when
  * known, "requestId": the id the gateway assigned, carried through every RPC and
- * event so one request can be followed across processes. Each line is written
- * with a single write(2) so lines from one process never interleave.
+ * event so one request can be followed across processes. A write(2) only
+ * ever holds whole lines, so lines from different processes never mix.
  */
 #ifndef PROTO_LOG_H
 #define PROTO_LOG_H
 
 #include <jansson.h>
+#include <uv.h>
 
 typedef enum {
   PROTO_LOG_DEBUG = 0,
@@ -38,5 +39,19 @@ void proto_log_fields(proto_log_level_t level, const char *request_id,
 /* Log regardless of LOG_LEVEL: for the few lines supervisors and tests rely
  * on (the "listening" announcement). fields is stolen. */
 void proto_log_always(proto_log_level_t level, const char *event, json_t *fields);
+
+/* Buffer lines and write them once per turn of loop, right before it polls
+ * (a prepare handle that keeps no loop alive), in writes of whole lines of
+ * at most PIPE_BUF bytes. Error lines, a full buffer (64 KiB), exit() and
+ * proto_log_buffer_off() write at once. A line logged before the loop runs
+ * or after it stops waits for one of those: daemons switch buffering off
+ * once the loop has ended (proto_daemon_close does). 0 or PROTO_EIO. */
+int proto_log_buffer_on(uv_loop_t *loop);
+
+/* Write what is buffered and go back to one write per line. */
+void proto_log_buffer_off(void);
+
+/* Write what is buffered now. */
+void proto_log_flush(void);
 
 #endif
