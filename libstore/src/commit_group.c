@@ -278,6 +278,23 @@ int store_group_begin(store_group_t *g) {
   return 0;
 }
 
+int store_group_begin_write(store_group_t *g) {
+  if (store_group_begin(g) != 0)
+    return PROTO_EIO; /* logged */
+  /* An I/O, disk-full or out-of-memory error in an earlier statement of this
+   * turn can make SQLite roll the whole transaction back on its own while the
+   * group still counts it open. A write now would autocommit behind the
+   * group's back, and the COMMIT failing later would answer 500 for a row
+   * that is in fact durable. The turn's earlier writes are lost anyway (their
+   * COMMIT fails): refuse this one too. */
+  if (sqlite3_get_autocommit(g->db)) {
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error",
+              "the turn's transaction was rolled back by SQLite; refusing to write");
+    return PROTO_EIO;
+  }
+  return 0;
+}
+
 int store_group_defer(store_group_t *g, store_group_fn fn, void *arg) {
   if (g->closing)
     return PROTO_ECLOSED;

@@ -48,16 +48,7 @@ void order_svc_init(order_svc_t *svc, order_store_t *store, store_group_t *group
 }
 
 int order_write_begin(order_svc_t *svc) {
-  if (store_group_begin(svc->group) != 0)
-    return -1;
-  /* On some errors (disk full, I/O) SQLite rolls the open transaction back
-   * by itself. The group's COMMIT then fails for all it holds, but a write
-   * now would commit on its own and yet be reported lost: refuse it. */
-  if (sqlite3_get_autocommit(order_store_db(svc->store))) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "the turn's transaction was rolled back");
-    return -1;
-  }
-  return 0;
+  return store_group_begin_write(svc->group) == 0 ? 0 : -1; /* logged */
 }
 
 void order_publish(order_svc_t *svc, const char *pattern, json_t *data,

@@ -180,22 +180,7 @@ store_group_t *payment_store_group(const payment_store_t *s) {
 static int begin_write(payment_store_t *s) {
   if (!s->group)
     return 0; /* autocommit: each statement is its own durable transaction */
-  if (store_group_begin(s->group) != 0)
-    return PAYMENT_STORE_ERROR; /* logged by the group */
-  /* An I/O, disk-full or out-of-memory error in an earlier statement of this
-   * turn can make SQLite roll the whole transaction back on its own while the
-   * group still counts it open. Writing now would autocommit behind the
-   * group's back, and the COMMIT failing later would answer 500 for a row that
-   * is in fact durable (its retry would then replay without an event). The
-   * turn's earlier writes are lost anyway (their COMMIT fails -> 500): refuse
-   * this one too. */
-  if (sqlite3_get_autocommit(s->db)) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error",
-              "%s: the turn's transaction was rolled back by SQLite; refusing to write",
-              s->path);
-    return PAYMENT_STORE_ERROR;
-  }
-  return 0;
+  return store_group_begin_write(s->group) == 0 ? 0 : PAYMENT_STORE_ERROR; /* logged */
 }
 
 int payment_store_settings(payment_store_t *s, char *journal_mode, size_t size, int *sync) {

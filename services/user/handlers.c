@@ -129,8 +129,8 @@ static void log_outcome(proto_log_level_t level, const char *request_id, const c
 
 /* --- RPC glue ------------------------------------------------------------------- */
 
-static void answer(proto_rpc_call_t *call, const char *pattern, user_result_t r,
-                   uint64_t start_ns) {
+static void answer_now(proto_rpc_call_t *call, const char *pattern, user_result_t r,
+                       uint64_t start_ns) {
   /* Log first: the request id belongs to the call, which the reply consumes. */
   log_outcome(r.status >= 500 ? PROTO_LOG_ERROR : PROTO_LOG_INFO,
               proto_rpc_call_request_id(call), "request", pattern, &r, start_ns);
@@ -142,25 +142,70 @@ static void answer(proto_rpc_call_t *call, const char *pattern, user_result_t r,
     proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory"); /* ENOMEM */
 }
 
+/* A result waiting for the COMMIT of the turn's transaction. */
+typedef struct held {
+  proto_rpc_call_t *call;
+  const char *pattern;             /* static */
+  user_result_t r;
+  uint64_t start_ns;
+} held_t;
+
+static void on_committed(int status, void *arg) {
+  held_t *h = arg;
+  if (status != 0) {
+    /* Rolled back (the group logged why): the user r announces is gone. */
+    json_decref(h->r.response);
+    json_decref(h->r.err);
+    h->r = storage_error();
+  }
+  answer_now(h->call, h->pattern, h->r, h->start_ns);
+  free(h);
+}
+
+/* Answer r once it is durable. While the group's transaction is open, any
+ * store result of this turn may rest on it: a new user, and also a 409 or a
+ * read that saw another request's uncommitted row. Those wait for the COMMIT
+ * (the group runs them at the end of the turn, in order). A 400 touched no
+ * data and goes at once; so does everything when no transaction is open. */
+static void answer(user_store_t *store, proto_rpc_call_t *call, const char *pattern,
+                   user_result_t r, uint64_t start_ns) {
+  store_group_t *g = user_store_group(store);
+  if (g && r.status != 400 && store_group_in_txn(g)) {
+    held_t *h = malloc(sizeof(*h));
+    if (h) {
+      *h = (held_t){call, pattern, r, start_ns};
+      if (store_group_defer(g, on_committed, h) == 0)
+        return;
+      free(h);
+    }
+    /* We cannot wait for the commit, so we must not announce what it may
+     * still lose. */
+    json_decref(r.response);
+    json_decref(r.err);
+    r = storage_error();
+  }
+  answer_now(call, pattern, r, start_ns);
+}
+
 static void on_create_user(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
-  answer(call, "create_user", user_op_create(ctx, data), t0);
+  answer(ctx, call, "create_user", user_op_create(ctx, data), t0);
 }
 
 static void on_get_user(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
-  answer(call, "get_user", user_op_get(ctx, data), t0);
+  answer(ctx, call, "get_user", user_op_get(ctx, data), t0);
 }
 
 static void on_get_users(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
-  answer(call, "get_users", user_op_list(ctx, data), t0);
+  answer(ctx, call, "get_users", user_op_list(ctx, data), t0);
 }
 
 static void on_health(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
   (void)data;
-  answer(call, "health", user_op_health(ctx), t0);
+  answer_now(call, "health", user_op_health(ctx), t0); /* reads no user */
 }
 
 static void on_user_logged_in(const json_t *data, const json_t *metadata, void *ctx) {

@@ -49,6 +49,7 @@ typedef struct app {
   proto_daemon_t daemon;
   proto_rpc_server_t *srv;         /* NULL once shut down */
   user_store_t *store;
+  store_group_t *group;            /* one durable COMMIT per loop turn; NULL once closed */
   int daemon_ready;                /* signal handles initialised */
 } app_t;
 
@@ -103,6 +104,11 @@ int main(int argc, char **argv) {
   loop_ready = 1;
   if (user_store_open(data_dir, (user_sync_t)sync, &app.store) != 0)
     goto out;
+  if (!(app.group = store_group_new(&app.loop, user_store_db(app.store)))) {
+    proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot create the commit group");
+    goto out;
+  }
+  user_store_set_group(app.store, app.group);
   if (!(app.srv = proto_rpc_server_new(&app.loop, &opts))) {
     proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot create the RPC server");
     goto out;
@@ -131,6 +137,15 @@ out:
   }
   if (app.daemon_ready)
     proto_daemon_close(&app.daemon);
+  if (app.group) {
+    /* Before the store: the group borrows its connection. No request is left
+     * (the server has shut down), so this commits nothing new; the loop
+     * below closes its handles. */
+    user_store_set_group(app.store, NULL);
+    store_group_close(app.group);
+    app.group = NULL;
+    uv_run(&app.loop, UV_RUN_DEFAULT);
+  }
   user_store_close(app.store);
   if (loop_ready && proto_daemon_loop_teardown(&app.loop) != 0) {
     proto_log(PROTO_LOG_ERROR, NULL, "teardown_failed", "loop still had open handles");

@@ -52,6 +52,7 @@ struct user_store {
   sqlite3 *db;
   sqlite3_stmt *stmt[STMT_COUNT_ALL_];
   char *path;                      /* for log lines */
+  store_group_t *group;            /* borrowed; NULL: autocommit writes */
 };
 
 /* --- helpers ------------------------------------------------------------------ */
@@ -147,6 +148,25 @@ void user_store_close(user_store_t *s) {
   free(s);
 }
 
+sqlite3 *user_store_db(user_store_t *s) {
+  return s->db;
+}
+
+void user_store_set_group(user_store_t *s, store_group_t *g) {
+  s->group = g;
+}
+
+store_group_t *user_store_group(const user_store_t *s) {
+  return s->group;
+}
+
+/* Before a write: join the turn's transaction, if there is a group. */
+static int begin_write(user_store_t *s) {
+  if (!s->group)
+    return 0; /* autocommit: the statement is its own durable transaction */
+  return store_group_begin_write(s->group) == 0 ? 0 : USER_STORE_ERROR; /* logged */
+}
+
 int user_store_settings(user_store_t *s, char *journal_mode, size_t size, int *sync) {
   return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : USER_STORE_ERROR;
 }
@@ -164,6 +184,8 @@ int user_store_create(user_store_t *s, const char *email, size_t email_len,
     return USER_STORE_ERROR;
   }
   proto_time_iso(now);
+  if (begin_write(s) != 0)
+    return USER_STORE_ERROR;
   if (bind_text(s, st, 1, id, strlen(id)) != 0 || bind_text(s, st, 2, email, email_len) != 0 ||
       bind_text(s, st, 3, name, name_len) != 0 || bind_text(s, st, 4, now, strlen(now)) != 0)
     goto out;
@@ -177,8 +199,9 @@ int user_store_create(user_store_t *s, const char *email, size_t email_len,
     db_fail(s, "insert user", rc);
     goto out;
   }
-  /* Autocommit: SQLITE_DONE means committed. Build the reply from what we
-   * stored rather than reading it back. */
+  /* Autocommit: SQLITE_DONE means committed; with a group the caller waits
+   * for the turn's COMMIT. Build the reply from what we stored rather than
+   * reading it back. */
   *user = json_pack("{s:s, s:s%, s:s%, s:s, s:s, s:n}", "id", id, "email", email,
                     email_len, "name", name, name_len, "createdAt", now, "updatedAt", now,
                     "lastLoginAt");
@@ -294,6 +317,8 @@ int user_store_record_login(user_store_t *s, const char *id, size_t id_len,
   char now[PROTO_ISO_TIME_LEN];
   int ret = USER_STORE_ERROR;
   proto_time_iso(now);
+  if (begin_write(s) != 0)
+    return USER_STORE_ERROR;
   if (bind_text(s, st, 1, id, id_len) != 0 || bind_text(s, st, 2, at, strlen(at)) != 0 ||
       bind_text(s, st, 3, now, strlen(now)) != 0)
     goto out;

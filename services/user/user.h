@@ -13,6 +13,7 @@
 
 #include "proto/rpc_server.h"
 #include "proto/util.h"
+#include "store/commit_group.h"
 #include "valid/valid.h"
 
 /* --- limits ---------------------------------------------------------------- */
@@ -110,11 +111,21 @@ int user_sync_parse(const char *s);
  * synchronous mode, busy timeout), create or check the schema and prepare the
  * statements. 0 with *out set, or USER_STORE_ERROR (logged). */
 int user_store_open(const char *data_dir, user_sync_t sync, user_store_t **out);
-/* Finalize statements and close the database. NULL is a no-op. */
+/* Finalize statements and close the database. NULL is a no-op. Close the
+ * store's commit group first. */
 void user_store_close(user_store_t *s);
 
+/* The store's connection, for a commit group (store/commit_group.h). */
+sqlite3 *user_store_db(user_store_t *s);
+/* Write through g (borrowed; NULL: autocommit, each write durable on its
+ * own): writes join the loop turn's transaction, which g commits once at the
+ * end of the turn; the caller answers after that COMMIT. */
+void user_store_set_group(user_store_t *s, store_group_t *g);
+store_group_t *user_store_group(const user_store_t *s);
+
 /* Insert a user; on success *user is the new user object (caller owns), and
- * the row is committed (durable per the synchronous mode). email and name
+ * the row is committed (durable per the synchronous mode), or, with a commit
+ * group, in the turn's transaction. email and name
  * must be validated already. USER_STORE_EMAIL_TAKEN or USER_STORE_ERROR. */
 int user_store_create(user_store_t *s, const char *email, size_t email_len,
                       const char *name, size_t name_len, json_t **user);
@@ -136,8 +147,10 @@ int user_store_settings(user_store_t *s, char *journal_mode, size_t size, int *s
 /* --- RPC handlers (handlers.c) ---------------------------------------------- */
 
 /* Register create_user, get_user, get_users, health and the user_logged_in
- * event on srv. store is borrowed and must outlive the server. 0 or a
- * PROTO_E* code. */
+ * event on srv. store is borrowed and must outlive the server. With a commit
+ * group on the store, a reply that rests on the turn's open transaction (a
+ * new user, a 409 or a read that saw an uncommitted row) waits for its
+ * COMMIT, and a failed COMMIT answers 500. 0 or a PROTO_E* code. */
 int user_handlers_register(proto_rpc_server_t *srv, user_store_t *store);
 
 /* The outcome of one request, independent of the transport: either response

@@ -54,6 +54,12 @@ store_group_t *store_group_new(uv_loop_t *loop, sqlite3 *db);
  * the first write. 0 or PROTO_EIO (logged). */
 int store_group_begin(store_group_t *g);
 
+/* store_group_begin(), then refuse (PROTO_EIO, logged) when SQLite has
+ * rolled the turn's transaction back by itself after an I/O, disk-full or
+ * out-of-memory error: a write now would autocommit behind the group's back.
+ * What a service calls before each write. */
+int store_group_begin_write(store_group_t *g);
+
 /* Run fn(status, arg) after this turn's commit; never inline. 0 or
  * PROTO_ENOMEM / PROTO_ECLOSED. */
 int store_group_defer(store_group_t *g, store_group_fn fn, void *arg);
