@@ -176,13 +176,30 @@ static int configure(sqlite3 *db, const char *path, int sync, unsigned flags) {
    * consistent). */
   if (store_db_exec(db, sync_sql[sync]) != 0)
     return PROTO_EIO;
-  if ((flags & STORE_DB_FOREIGN_KEYS) && store_db_exec(db, "PRAGMA foreign_keys = ON") != 0)
-    return PROTO_EIO;
+  (void)flags; /* foreign keys go on after migrating: see migrate() */
   return 0;
 }
 
+/* Foreign keys that point nowhere, as PRAGMA foreign_key_check finds them
+ * (inside the migration's transaction): 0 when there are none. */
+static int check_foreign_keys(sqlite3 *db, const char *path) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL);
+  if (rc != SQLITE_OK)
+    return store_db_fail(db, "PRAGMA foreign_key_check", rc);
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW)
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error",
+              "%s: migrating would leave a row of %s with a dangling foreign key", path,
+              (const char *)sqlite3_column_text(st, 0));
+  else if (rc != SQLITE_DONE)
+    store_db_fail(db, "PRAGMA foreign_key_check", rc);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : PROTO_EIO;
+}
+
 static int migrate(sqlite3 *db, const char *path, const store_db_migration_t *steps,
-                   int nsteps) {
+                   int nsteps, unsigned flags) {
   int version = 0;
   if (store_db_query_one(db, "PRAGMA user_version", &version, NULL, 0) != 0)
     return PROTO_EIO;
@@ -194,16 +211,23 @@ static int migrate(sqlite3 *db, const char *path, const store_db_migration_t *st
   }
   if (version == nsteps)
     return 0;
-  /* One transaction per step: a crash leaves the previous version intact. */
+  /* One transaction per step: a crash leaves the previous version intact.
+   * Foreign keys are still off (SQLite's default), as SQLite's recipe for
+   * rebuilding a table asks; with STORE_DB_FOREIGN_KEYS each step is checked
+   * before it commits instead. */
   for (int v = version; v < nsteps; v++) {
-    char *sql = sqlite3_mprintf("BEGIN IMMEDIATE;%sPRAGMA user_version = %d;COMMIT;",
-                                steps[v].sql, v + 1);
+    char *sql = sqlite3_mprintf("BEGIN IMMEDIATE;%sPRAGMA user_version = %d;", steps[v].sql,
+                                v + 1);
     if (!sql) {
       proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: out of memory migrating", path);
       return PROTO_ENOMEM;
     }
     int rc = store_db_exec(db, sql);
     sqlite3_free(sql);
+    if (rc == 0 && (flags & STORE_DB_FOREIGN_KEYS))
+      rc = check_foreign_keys(db, path);
+    if (rc == 0)
+      rc = store_db_exec(db, "COMMIT");
     if (rc != 0) {
       if (!sqlite3_get_autocommit(db))
         store_db_exec(db, "ROLLBACK");
@@ -240,7 +264,9 @@ int store_db_open(const char *data_dir, const char *file, int sync, unsigned fla
     store_db_fail(db, path, rc);
     goto out;
   }
-  if (configure(db, path, sync, flags) != 0 || migrate(db, path, steps, nsteps) != 0)
+  if (configure(db, path, sync, flags) != 0 || migrate(db, path, steps, nsteps, flags) != 0)
+    goto out;
+  if ((flags & STORE_DB_FOREIGN_KEYS) && store_db_exec(db, "PRAGMA foreign_keys = ON") != 0)
     goto out;
   *out = db;
   *path_out = path;

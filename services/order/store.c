@@ -19,7 +19,7 @@
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
-#define ORDER_SCHEMA_VERSION 1
+#define ORDER_SCHEMA_VERSION 2
 
 enum {
   STMT_SAVEPOINT,
@@ -192,6 +192,31 @@ static const store_db_migration_t migrations[ORDER_SCHEMA_VERSION] = {
      " quantity INTEGER NOT NULL CHECK (quantity > 0),"
      " price INTEGER NOT NULL CHECK (price >= 0),"
      " PRIMARY KEY (order_id, line)) WITHOUT ROWID;"},
+    /* v2. orders with status checked by ORs: SQLite builds an ephemeral
+     * table for "x IN (...)" in a CHECK on every INSERT and UPDATE (every
+     * create and every transition). A CHECK cannot be altered, so the table
+     * is rebuilt by SQLite's recipe (foreign keys are off while migrating;
+     * order_items' reference to "orders" names the new table once renamed,
+     * and libstore checks the keys before the step commits). */
+    {"CREATE TABLE orders_v2 ("
+     " id TEXT PRIMARY KEY NOT NULL,"
+     " user_id TEXT NOT NULL,"
+     " total_amount INTEGER NOT NULL CHECK (total_amount >= 0),"
+     " currency TEXT NOT NULL,"
+     " status TEXT NOT NULL CHECK (status = 'pending' OR status = 'confirmed'"
+     "  OR status = 'shipped' OR status = 'delivered' OR status = 'cancelled'),"
+     " payment_method TEXT NOT NULL,"
+     " payment_id TEXT,"
+     " cancel_reason TEXT,"
+     " created_at TEXT NOT NULL,"
+     " updated_at TEXT NOT NULL);"
+     "INSERT INTO orders_v2 (id, user_id, total_amount, currency, status, payment_method,"
+     " payment_id, cancel_reason, created_at, updated_at)"
+     " SELECT id, user_id, total_amount, currency, status, payment_method, payment_id,"
+     " cancel_reason, created_at, updated_at FROM orders;"
+     "DROP TABLE orders;"
+     "ALTER TABLE orders_v2 RENAME TO orders;"
+     "CREATE INDEX orders_user_created ON orders (user_id, created_at);"},
 };
 
 /* --- open / close ------------------------------------------------------------ */

@@ -20,7 +20,7 @@
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
-#define PAYMENT_SCHEMA_VERSION 1
+#define PAYMENT_SCHEMA_VERSION 2
 /* An internal outcome of insert_payment(): the orderId is already recorded. */
 #define STORE_DUPLICATE_ORDER_ (-100)
 
@@ -122,6 +122,30 @@ static const store_db_migration_t migrations[PAYMENT_SCHEMA_VERSION] = {
      " created_at TEXT NOT NULL,"
      " updated_at TEXT NOT NULL,"
      " refunded_at TEXT);"
+     "CREATE UNIQUE INDEX payments_order ON payments (order_id);"},
+    /* v2. The same table with status checked by ORs: SQLite builds an
+     * ephemeral table for "x IN (...)" in a CHECK on every INSERT and UPDATE.
+     * A CHECK cannot be altered, so the table is rebuilt by SQLite's recipe:
+     * new table, copy, drop, rename, index. */
+    {"CREATE TABLE payments_v2 ("
+     " id TEXT PRIMARY KEY NOT NULL,"
+     " order_id TEXT NOT NULL,"
+     " user_id TEXT NOT NULL,"
+     " amount INTEGER NOT NULL CHECK (typeof(amount) = 'integer' AND amount >= 0),"
+     " currency TEXT NOT NULL CHECK (length(currency) = 3),"
+     " payment_method TEXT NOT NULL,"
+     " status TEXT NOT NULL"
+     "  CHECK (status = 'succeeded' OR status = 'declined' OR status = 'refunded'),"
+     " reason TEXT,"
+     " created_at TEXT NOT NULL,"
+     " updated_at TEXT NOT NULL,"
+     " refunded_at TEXT);"
+     "INSERT INTO payments_v2 (id, order_id, user_id, amount, currency, payment_method,"
+     " status, reason, created_at, updated_at, refunded_at)"
+     " SELECT id, order_id, user_id, amount, currency, payment_method, status, reason,"
+     " created_at, updated_at, refunded_at FROM payments;"
+     "DROP TABLE payments;"
+     "ALTER TABLE payments_v2 RENAME TO payments;"
      "CREATE UNIQUE INDEX payments_order ON payments (order_id);"},
 };
 

@@ -33,7 +33,8 @@ typedef struct store_db_migration {
 } store_db_migration_t;
 
 /* store_db_open() flags. */
-#define STORE_DB_FOREIGN_KEYS 0x1u /* PRAGMA foreign_keys = ON (before migrating) */
+#define STORE_DB_FOREIGN_KEYS 0x1u /* PRAGMA foreign_keys = ON once migrated; each migration
+                                    * step must pass PRAGMA foreign_key_check to commit */
 
 /* Open data_dir/file with synchronous = sync (STORE_SYNC_*) and bring its
  * schema to version nsteps. On success *out is the connection and *path_out

@@ -16,6 +16,7 @@
 #include <sqlite3.h>
 
 #include "notification.h"
+#include "../schema_testutil.h"
 #include "proto/log.h"
 
 typedef struct fixture {
@@ -295,6 +296,56 @@ static void oversized_data_is_refused(void **state) {
   json_decref(n);
 }
 
+/* The schema as release 1 wrote it (frozen: it must not follow the code). */
+#define NTF_V1_SCHEMA                                                                      \
+  "CREATE TABLE notifications (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,"          \
+  " user_id TEXT NOT NULL, type TEXT NOT NULL, title TEXT NOT NULL, message TEXT NOT NULL," \
+  " event_id TEXT NOT NULL UNIQUE, event_pattern TEXT NOT NULL, order_id TEXT,"            \
+  " data TEXT NOT NULL, request_id TEXT, created_at TEXT NOT NULL,"                        \
+  " delivery_status TEXT NOT NULL"                                                         \
+  "  CHECK (delivery_status IN ('none','pending','delivered','failed')),"                   \
+  " delivery_attempts INTEGER NOT NULL DEFAULT 0, delivery_error TEXT);"                   \
+  "CREATE INDEX notifications_user_created ON notifications (user_id, created_at);"        \
+  "CREATE INDEX notifications_pending ON notifications (seq)"                              \
+  " WHERE delivery_status = 'pending';"                                                    \
+  "PRAGMA user_version = 1;"
+
+static void upgrades_a_v1_database(void **state) {
+  fixture_t *f = *state;
+  testutil_make_db(f->dir, NTF_DB_FILE,
+                   "PRAGMA journal_mode = WAL;" NTF_V1_SCHEMA
+                   "INSERT INTO notifications VALUES (7, 'ntf_old', 'user_a', 'order_confirmation',"
+                   " 'T', 'M', 'evt_old', 'order_created', 'order_1', '{\"a\":1}', 'req_1',"
+                   " '2026-01-01T00:00:00.000Z', 'pending', 2, 'timeout');");
+  open_store(f);
+  sqlite3 *db = ntf_store_db(f->store);
+  assert_int_equal(testutil_user_version(db), 2);
+  json_t *n = NULL;
+  assert_int_equal(ntf_store_get(f->store, "ntf_old", &n), NTF_STORE_OK);
+  assert_string_equal(str(n, "eventId"), "evt_old");
+  assert_string_equal(str(json_object_get(n, "delivery"), "status"), "pending");
+  assert_string_equal(str(json_object_get(n, "delivery"), "lastError"), "timeout");
+  json_decref(n);
+  /* The row kept its seq, and the partial index still finds it. */
+  assert_int_equal(testutil_exec_rc(db, "INSERT INTO notifications (seq, id, user_id, type,"
+                                        " title, message, event_id, event_pattern, data,"
+                                        " created_at, delivery_status) VALUES (7, 'x', 'u',"
+                                        " 't', 't', 'm', 'e', 'p', '{}', 'c', 'none')"),
+                   SQLITE_CONSTRAINT_PRIMARYKEY);
+  json_t *pending = NULL;
+  assert_int_equal(ntf_store_pending(f->store, 10, &pending), 0);
+  assert_int_equal(json_array_size(pending), 1);
+  json_decref(pending);
+  /* Same constraint, no ephemeral table per write. */
+  assert_int_equal(testutil_exec_rc(db, "UPDATE notifications SET delivery_status = 'bogus'"),
+                   SQLITE_CONSTRAINT_CHECK);
+  assert_false(testutil_uses_ephemeral(db, "UPDATE notifications SET delivery_status = 'none'"));
+  assert_false(testutil_uses_ephemeral(
+      db, "INSERT INTO notifications (id, user_id, type, title, message, event_id,"
+          " event_pattern, data, created_at, delivery_status) VALUES ('a', 'b', 'c', 'd',"
+          " 'e', 'f', 'g', '{}', 'h', 'none')"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(open_sets_durable_settings, setup, teardown),
@@ -305,6 +356,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(pagination_newest_first, setup, teardown),
       cmocka_unit_test_setup_teardown(delivery_bookkeeping, setup, teardown),
       cmocka_unit_test_setup_teardown(oversized_data_is_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(upgrades_a_v1_database, setup, teardown),
   };
   proto_log_set_level(PROTO_LOG_WARN); /* keep store_opened lines out of the output */
   return cmocka_run_group_tests(tests, NULL, NULL);

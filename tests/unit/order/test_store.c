@@ -18,6 +18,7 @@
 #include <sqlite3.h>
 
 #include "order.h"
+#include "../schema_testutil.h"
 #include "proto/log.h"
 
 typedef struct fixture {
@@ -327,8 +328,67 @@ static void test_failed_create_undoes_only_itself(void **state) {
   json_decref(o);
 }
 
+/* The schema as release 1 wrote it (frozen: it must not follow the code). */
+#define ORDER_V1_SCHEMA                                                                    \
+  "CREATE TABLE orders (id TEXT PRIMARY KEY NOT NULL, user_id TEXT NOT NULL,"              \
+  " total_amount INTEGER NOT NULL CHECK (total_amount >= 0), currency TEXT NOT NULL,"      \
+  " status TEXT NOT NULL CHECK (status IN"                                                 \
+  "  ('pending', 'confirmed', 'shipped', 'delivered', 'cancelled')),"                      \
+  " payment_method TEXT NOT NULL, payment_id TEXT, cancel_reason TEXT,"                    \
+  " created_at TEXT NOT NULL, updated_at TEXT NOT NULL);"                                  \
+  "CREATE INDEX orders_user_created ON orders (user_id, created_at);"                      \
+  "CREATE TABLE order_items (order_id TEXT NOT NULL REFERENCES orders (id),"               \
+  " line INTEGER NOT NULL, product_id TEXT NOT NULL,"                                      \
+  " quantity INTEGER NOT NULL CHECK (quantity > 0),"                                       \
+  " price INTEGER NOT NULL CHECK (price >= 0),"                                            \
+  " PRIMARY KEY (order_id, line)) WITHOUT ROWID;"                                          \
+  "PRAGMA user_version = 1;"
+
+static void test_upgrades_a_v1_database(void **state) {
+  fixture_t *f = *state;
+  testutil_make_db(f->dir, ORDER_DB_FILE,
+                   "PRAGMA journal_mode = WAL;" ORDER_V1_SCHEMA
+                   "INSERT INTO orders VALUES ('order_old', 'user_a', 3998, 'USD', 'shipped',"
+                   " 'tok_visa', 'pay_1', NULL, '2026-01-01T00:00:00.000Z',"
+                   " '2026-01-02T00:00:00.000Z');"
+                   "INSERT INTO order_items VALUES ('order_old', 0, 'p1', 2, 1999);");
+  open_store(f);
+  sqlite3 *db = order_store_db(f->store);
+  assert_int_equal(testutil_user_version(db), 2);
+  json_t *o = NULL;
+  assert_int_equal(order_store_get(f->store, "order_old", 9, &o), ORDER_STORE_OK);
+  assert_string_equal(str(o, "status"), "shipped");
+  assert_int_equal(json_array_size(json_object_get(o, "items")), 1);
+  json_decref(o);
+  /* Foreign keys are on again and point at the rebuilt table. */
+  assert_int_equal(testutil_exec_rc(db, "INSERT INTO order_items VALUES ('nope', 0, 'p', 1, 1)"),
+                   SQLITE_CONSTRAINT_FOREIGNKEY);
+  assert_int_equal(testutil_exec_rc(db, "INSERT INTO order_items VALUES ('order_old', 1, 'p',"
+                                        " 1, 1)"),
+                   SQLITE_OK);
+  /* Same constraint, no ephemeral table per write. */
+  assert_int_equal(testutil_exec_rc(db, "UPDATE orders SET status = 'bogus'"),
+                   SQLITE_CONSTRAINT_CHECK);
+  assert_false(testutil_uses_ephemeral(db, "UPDATE orders SET status = 'delivered'"
+                                           " WHERE id = 'order_old' AND status = 'shipped'"));
+}
+
+static void test_migration_refuses_dangling_items(void **state) {
+  fixture_t *f = *state;
+  /* An item whose order is gone (written with foreign keys off): migrating
+   * must not carry that into a schema that claims to enforce them. */
+  testutil_make_db(f->dir, ORDER_DB_FILE,
+                   "PRAGMA journal_mode = WAL;" ORDER_V1_SCHEMA
+                   "INSERT INTO order_items VALUES ('order_gone', 0, 'p1', 2, 1999);");
+  order_store_t *s = NULL;
+  assert_int_equal(order_store_open(f->dir, ORDER_SYNC_FULL, &s), ORDER_STORE_ERROR);
+  assert_null(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_upgrades_a_v1_database, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_migration_refuses_dangling_items, setup, teardown),
       cmocka_unit_test_setup_teardown(test_open_settings_and_schema, setup, teardown),
       cmocka_unit_test_setup_teardown(test_create_then_get, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_newest_first_per_user, setup, teardown),

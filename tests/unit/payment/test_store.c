@@ -18,6 +18,7 @@
 
 #include "proto/log.h"
 #include "payment.h"
+#include "../schema_testutil.h"
 
 typedef struct fixture {
   char root[256];      /* mkdtemp directory */
@@ -133,7 +134,7 @@ static void open_creates_dir_with_durable_settings(void **state) {
   assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 1);
+  assert_int_equal(sqlite3_column_int(st, 0), 2);
   sqlite3_finalize(st);
   sqlite3_close(db);
 
@@ -449,8 +450,48 @@ static void lost_race_answers_with_the_winner(void **state) {
   assert_int_equal(mismatch, PAYMENT_MISMATCH_AMOUNT);
 }
 
+/* The schema as release 1 wrote it (frozen: it must not follow the code). */
+#define PAYMENT_V1_SCHEMA                                                                  \
+  "CREATE TABLE payments (id TEXT PRIMARY KEY NOT NULL, order_id TEXT NOT NULL,"           \
+  " user_id TEXT NOT NULL,"                                                                \
+  " amount INTEGER NOT NULL CHECK (typeof(amount) = 'integer' AND amount >= 0),"           \
+  " currency TEXT NOT NULL CHECK (length(currency) = 3), payment_method TEXT NOT NULL,"    \
+  " status TEXT NOT NULL CHECK (status IN ('succeeded', 'declined', 'refunded')),"         \
+  " reason TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL, refunded_at TEXT);"   \
+  "CREATE UNIQUE INDEX payments_order ON payments (order_id);"                             \
+  "PRAGMA user_version = 1;"
+
+static void upgrades_a_v1_database(void **state) {
+  fixture_t *f = *state;
+  testutil_make_db(f->dir, PAYMENT_DB_FILE,
+                   "PRAGMA journal_mode = WAL;" PAYMENT_V1_SCHEMA
+                   "INSERT INTO payments VALUES ('pay_old', 'order_1', 'user_a', 3998, 'USD',"
+                   " 'tok_visa', 'refunded', NULL, '2026-01-01T00:00:00.000Z',"
+                   " '2026-01-02T00:00:00.000Z', '2026-01-02T00:00:00.000Z');");
+  payment_store_t *s = open_store(f, PAYMENT_SYNC_FULL);
+  sqlite3 *db = payment_store_db(s);
+  assert_int_equal(testutil_user_version(db), 2);
+  json_t *p = NULL;
+  assert_int_equal(payment_store_get_by_order(s, "order_1", 7, &p), PAYMENT_STORE_OK);
+  assert_string_equal(str(p, "id"), "pay_old");
+  assert_string_equal(str(p, "status"), "refunded");
+  assert_int_equal(json_integer_value(json_object_get(p, "amount")), 3998);
+  json_decref(p);
+  /* Same constraints (the idempotency index too), no ephemeral table per write. */
+  assert_int_equal(testutil_exec_rc(db, "UPDATE payments SET status = 'bogus'"),
+                   SQLITE_CONSTRAINT_CHECK);
+  assert_int_equal(testutil_exec_rc(db, "INSERT INTO payments VALUES ('pay_2', 'order_1', 'u',"
+                                        " 1, 'USD', 'tok_visa', 'succeeded', NULL, 'c', 'c',"
+                                        " NULL)"),
+                   SQLITE_CONSTRAINT_UNIQUE);
+  assert_false(testutil_uses_ephemeral(db, "UPDATE payments SET status = 'refunded'"));
+  assert_false(testutil_uses_ephemeral(db, "INSERT INTO payments VALUES ('a', 'b', 'c', 1,"
+                                           " 'USD', 'd', 'succeeded', NULL, 'e', 'f', NULL)"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(upgrades_a_v1_database, setup, teardown),
       cmocka_unit_test_setup_teardown(open_creates_dir_with_durable_settings, setup, teardown),
       cmocka_unit_test_setup_teardown(refuses_newer_schema_and_bad_args, setup, teardown),
       cmocka_unit_test_setup_teardown(process_records_outcomes, setup, teardown),
