@@ -43,6 +43,29 @@ int proto_random_bytes(void *buf, size_t len) {
   return 0;
 }
 
+/* Ids take their random bits from a per-thread pool filled by one getrandom
+ * call per 25 ids, instead of a system call each. The bytes are the same
+ * kernel CSPRNG output, each used once. */
+#define RANDOM_POOL_BYTES 256
+
+static __thread unsigned char random_pool[RANDOM_POOL_BYTES];
+static __thread size_t random_left;
+
+static int random_take(unsigned char *out, size_t n) {
+  if (n > RANDOM_POOL_BYTES)
+    return proto_random_bytes(out, n);
+  if (random_left < n) {
+    if (proto_random_bytes(random_pool, sizeof(random_pool)) != 0)
+      return PROTO_EIO;
+    random_left = sizeof(random_pool);
+  }
+  unsigned char *p = random_pool + (sizeof(random_pool) - random_left);
+  memcpy(out, p, n);
+  memset(p, 0, n); /* not kept around once handed out */
+  random_left -= n;
+  return 0;
+}
+
 int proto_random_id(const char *prefix, char *out, size_t out_size) {
   static const char hex[] = "0123456789abcdef";
   unsigned char b[16];
@@ -58,7 +81,7 @@ int proto_random_id(const char *prefix, char *out, size_t out_size) {
   uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
   for (int i = 0; i < 6; i++)
     b[i] = (unsigned char)(ms >> (8 * (5 - i)));
-  if (proto_random_bytes(b + 6, sizeof(b) - 6) != 0)
+  if (random_take(b + 6, sizeof(b) - 6) != 0)
     return PROTO_EIO;
   memcpy(out, prefix, plen);
   for (size_t i = 0; i < sizeof(b); i++) {

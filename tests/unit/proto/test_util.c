@@ -1,7 +1,7 @@
 /* test_util.c: ids are prefix + 32 lowercase hex digits, the first 12 the
  * Unix milliseconds of their making (so ids sort by creation time across
- * milliseconds), the rest random; a too-small buffer is refused; ISO times
- * have JavaScript's shape.
+ * milliseconds), the rest random and never repeated; a too-small buffer is
+ * refused; ISO times have JavaScript's shape.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -59,6 +59,18 @@ static void test_ids_sort_by_time_and_differ(void **state) {
   assert_true(strcmp(b, c) < 0);
 }
 
+static void test_random_parts_never_repeat(void **state) {
+  (void)state;
+  /* Across several refills of the per-thread random pool (25 ids each). */
+  enum { N = 120 };
+  static char ids[N][PROTO_ID_MAX];
+  for (int i = 0; i < N; i++)
+    assert_int_equal(proto_random_id("", ids[i], sizeof(ids[i])), 0);
+  for (int i = 0; i < N; i++)
+    for (int j = i + 1; j < N; j++)
+      assert_string_not_equal(ids[i] + 12, ids[j] + 12); /* the 20 random digits */
+}
+
 static void test_id_buffer_too_small(void **state) {
   (void)state;
   char small[8 + 32]; /* "payment_" + 32 needs one more for the NUL */
@@ -82,6 +94,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_id_shape_and_time),
       cmocka_unit_test(test_ids_sort_by_time_and_differ),
+      cmocka_unit_test(test_random_parts_never_repeat),
       cmocka_unit_test(test_id_buffer_too_small),
       cmocka_unit_test(test_iso_time_shape),
   };
