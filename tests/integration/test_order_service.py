@@ -348,10 +348,13 @@ class StatusAndRefundTest(OrderCase):
 class HealthAndLifecycleTest(OrderCase):
 
     def test_health(self):
+        # The clients connect to Redis and the upstreams in the background after
+        # start-up: wait for all three rather than racing them.
         def healthy():
             h = reply_response(self.conn.call("health", {}))
-            return h if h["redis"].get("connected") else None
-        h = wait_until(healthy, message="health with redis connected")
+            up = h.get("upstreams", {})
+            return h if h["redis"].get("connected") and all(up.values()) and up else None
+        h = wait_until(healthy, message="health with redis and both upstreams connected")
         self.assertEqual((h["status"], h["service"], h["db"]), ("ok", "order", "ok"), h)
         self.assertEqual(h["upstreams"], {"user": True, "payment": True}, h)
         self.assertEqual(set(h), {"status", "service", "db", "redis", "upstreams"}, h)
