@@ -20,6 +20,10 @@
 
 #define CALL_ID_HEX_DIGITS 16
 
+/* At most one connection attempt per this interval is started by calls
+ * finding the peer down (see kick_reconnect). */
+#define KICK_INTERVAL_MS 100u
+
 typedef enum {
   CC_IDLE,        /* not connected; backoff timer may be running */
   CC_RESOLVING,   /* getaddrinfo in flight */
@@ -49,6 +53,7 @@ typedef struct cconn {
   int handles_open;            /* handles whose close callback is pending or not closed */
   int failed_last;             /* the last connection attempt failed */
   unsigned backoff_ms;
+  uint64_t last_attempt_ms;    /* when the last connection attempt started */
   call_list_t inflight;        /* calls written on this connection */
   proto__outbuf_t out;         /* requests corked during a burst */
 } cconn_t;
@@ -493,6 +498,7 @@ static void conn_connect(cconn_t *cc) {
   hints.ai_socktype = SOCK_STREAM;
   snprintf(port, sizeof(port), "%d", cli->port);
   cc->state = CC_RESOLVING;
+  cc->last_attempt_ms = proto_now_ms();
   cc->gai_req.data = cc;
   uv_timer_start(&cc->timer, on_connect_timeout, cli->opts.connect_timeout_ms, 0);
   int rc = uv_getaddrinfo(cli->loop, &cc->gai_req, on_resolved, cli->host, port, &hints);
@@ -502,6 +508,23 @@ static void conn_connect(cconn_t *cc) {
   }
   cc->gai_pending = 1;
   cc->handles_open++;
+}
+
+/* A call found no connection and no hopeful attempt. The backoff may still
+ * have seconds to run while the peer is already back (it restarted): move
+ * one waiting connection's retry to now, at most once per KICK_INTERVAL_MS,
+ * so the 503s after a restart last one attempt rather than the backoff. The
+ * call itself still fails fast. The retry runs from the timer, never inside
+ * the caller's send. */
+static void kick_reconnect(proto_rpc_client_t *cli) {
+  uint64_t now = proto_now_ms();
+  for (unsigned i = 0; i < cli->nconns; i++) {
+    cconn_t *cc = &cli->conns[i];
+    if (cc->state != CC_IDLE || now - cc->last_attempt_ms < KICK_INTERVAL_MS)
+      continue;
+    uv_timer_start(&cc->timer, on_backoff_done, 0, 0); /* replaces the backoff */
+    return;
+  }
 }
 
 /* --- public API ---------------------------------------------------------- */
@@ -591,6 +614,7 @@ int proto_rpc_client_send_pattern(proto_rpc_client_t *cli, const json_t *pattern
   }
   cconn_t *cc = pick_ready(cli);
   if (!cc && !any_attempt_hopeful(cli)) {
+    kick_reconnect(cli);
     json_decref(data);
     return PROTO_EUNAVAIL;
   }
