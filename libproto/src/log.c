@@ -218,6 +218,8 @@ static int write_fast(proto_log_level_t level, const char *now, const char *requ
   char line[LOG_LINE_STACK_BYTES];
   size_t n = 0, cap = sizeof(line);
   if (fields) {
+    if (!json_is_object(fields))
+      return -1; /* the merge below ignores it, as it always did */
     for (size_t i = 0; i < sizeof(base_keys) / sizeof(base_keys[0]); i++)
       if (json_object_get(fields, base_keys[i]))
         return -1;

@@ -212,6 +212,15 @@ static void test_field_named_like_a_base_key_wins(void **state) {
   json_decref(o);
 }
 
+static void test_fields_that_are_not_an_object_are_ignored(void **state) {
+  fx_t *f = *state;
+  proto_log_fields(PROTO_LOG_INFO, NULL, "odd", json_pack("[i]", 1));
+  json_t *o = first_line(f); /* still one JSON object, the array dropped */
+  assert_string_equal(json_string_value(json_object_get(o, "event")), "odd");
+  assert_int_equal(json_object_size(o), 4);
+  json_decref(o);
+}
+
 static void test_non_ascii_request_id(void **state) {
   fx_t *f = *state;
   proto_log(PROTO_LOG_INFO, "req_\xc3\xa9", "wide", "m"); /* jansson checks and writes it */
@@ -241,6 +250,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_loop_teardown_closing_the_handle, setup, teardown),
       cmocka_unit_test_setup_teardown(test_line_shape_and_key_order, setup, teardown),
       cmocka_unit_test_setup_teardown(test_field_named_like_a_base_key_wins, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_fields_that_are_not_an_object_are_ignored, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_non_ascii_request_id, setup, teardown),
       cmocka_unit_test_setup_teardown(test_line_longer_than_the_stack_buffer, setup, teardown),
   };
