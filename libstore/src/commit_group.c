@@ -18,6 +18,7 @@
 #include "proto/cork.h"
 #include "proto/error.h"
 #include "proto/log.h"
+#include "store/db.h"
 
 /* WAL frames (pages) after which a background checkpoint starts: SQLite's
  * own auto-checkpoint default. */
@@ -187,25 +188,16 @@ static int on_wal_commit(void *arg, sqlite3 *db, const char *name, int frames) {
   return SQLITE_OK;
 }
 
-static int is_wal(sqlite3 *db) {
-  sqlite3_stmt *st = NULL;
-  int wal = 0;
-  if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
-      sqlite3_step(st) == SQLITE_ROW) {
-    const char *m = (const char *)sqlite3_column_text(st, 0);
-    wal = m && strcmp(m, "wal") == 0;
-  }
-  sqlite3_finalize(st);
-  return wal;
-}
-
 /* A file database in WAL mode gets a checkpoint connection. Anything else
  * (":memory:", another journal mode, a failure here) keeps SQLite's own
  * checkpoints. */
 static void setup_checkpoints(store_group_t *g) {
   const char *file = sqlite3_db_filename(g->db, "main");
+  char mode[16];
   sqlite3 *c = NULL;
-  if (!file || !*file || !is_wal(g->db))
+  if (!file || !*file ||
+      store_db_query_one(g->db, "PRAGMA journal_mode", NULL, mode, sizeof(mode)) != 0 ||
+      strcmp(mode, "wal") != 0)
     return;
   /* NOMUTEX: only ever used by one pool thread at a time (ckpt_running).
    * Its checkpoints sync the WAL before copying and the database after. */

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "store/db.h"
+
 /* mkdir -p dir, then run sql on a new database dir/file. */
 static inline void testutil_make_db(const char *dir, const char *file, const char *sql) {
   char p[512], *c;
@@ -48,11 +50,8 @@ static inline int testutil_uses_ephemeral(sqlite3 *db, const char *sql) {
 }
 
 static inline int testutil_user_version(sqlite3 *db) {
-  sqlite3_stmt *st = NULL;
-  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
-  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  int v = sqlite3_column_int(st, 0);
-  sqlite3_finalize(st);
+  int v = -1;
+  assert_int_equal(store_db_query_one(db, "PRAGMA user_version", &v, NULL, 0), 0);
   return v;
 }
 
