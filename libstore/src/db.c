@@ -12,6 +12,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "proto/config.h"
 #include "proto/error.h"
 #include "proto/log.h"
 
@@ -32,6 +33,18 @@ int store_sync_parse(const char *v) {
   if (strcasecmp(v, "EXTRA") == 0)
     return STORE_SYNC_EXTRA;
   return -1;
+}
+
+int store_sync_from_env(int *out) {
+  const char *v = proto_config_str("SQLITE_SYNCHRONOUS", "FULL");
+  int sync = store_sync_parse(v);
+  if (sync < 0) {
+    proto_log(PROTO_LOG_ERROR, NULL, "config_invalid",
+              "SQLITE_SYNCHRONOUS=%s: expected NORMAL, FULL or EXTRA", v);
+    return PROTO_EINVAL;
+  }
+  *out = sync;
+  return 0;
 }
 
 int store_db_fail(sqlite3 *db, const char *op, int rc) {

@@ -14,6 +14,16 @@
 #include <sqlite3.h>
 #include <stddef.h>
 
+/* Return codes of the services' stores: 0, the two every store shares, and
+ * the codes a service adds for its own outcomes (NOT_FOUND, CONFLICT, ...),
+ * numbered from STORE_RC_SERVICE downwards. */
+enum {
+  STORE_OK = 0,
+  STORE_EINVAL = -1,     /* a bad argument */
+  STORE_ERROR = -2,      /* SQLite or filesystem failure, logged */
+  STORE_RC_SERVICE = -16,
+};
+
 /* PRAGMA synchronous levels, as SQLite numbers them. */
 enum {
   STORE_SYNC_NORMAL = 1,
@@ -24,6 +34,10 @@ enum {
 /* SQLITE_SYNCHRONOUS value (NORMAL|FULL|EXTRA, any case) -> STORE_SYNC_*,
  * -1 for anything else or NULL. */
 int store_sync_parse(const char *v);
+
+/* SQLITE_SYNCHRONOUS from the environment (default FULL) into *out. 0, or
+ * PROTO_EINVAL with a config_invalid line naming the value and the choices. */
+int store_sync_from_env(int *out);
 
 /* One migration step: the DDL that brings the schema from version i to i+1
  * (steps[i]). store_db_open() wraps it as
