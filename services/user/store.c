@@ -2,6 +2,8 @@
  * (versioned with PRAGMA user_version; libstore's store/db.h opens, configures
  * and migrates the file) and one prepared statement per query, cached for the
  * process lifetime. Every SQLite error is logged (here or in libstore).
+ * Writes run on the connection as they are: inside the turn's transaction
+ * when the caller opened one (svc_write_begin), else each autocommits.
  */
 #include "user.h"
 
@@ -52,14 +54,13 @@ struct user_store {
   sqlite3 *db;
   sqlite3_stmt *stmt[STMT_COUNT_ALL_];
   char *path;                      /* for log lines */
-  store_group_t *group;            /* borrowed; NULL: autocommit writes */
 };
 
 /* --- helpers ------------------------------------------------------------------ */
 
 static int db_fail(user_store_t *s, const char *op, int rc) {
   store_db_fail(s->db, op, rc);
-  return USER_STORE_ERROR;
+  return STORE_ERROR;
 }
 
 static int bind_text(user_store_t *s, sqlite3_stmt *st, int idx, const char *v, size_t len) {
@@ -113,16 +114,12 @@ static const store_db_migration_t migrations[USER_SCHEMA_VERSION] = {
 
 /* --- open / close ------------------------------------------------------------ */
 
-int user_sync_parse(const char *v) {
-  return store_sync_parse(v); /* USER_SYNC_* are SQLite's numbers, as STORE_SYNC_* */
-}
-
-int user_store_open(const char *data_dir, user_sync_t sync, user_store_t **out) {
+int user_store_open(const char *data_dir, int sync, user_store_t **out) {
   user_store_t *s = NULL;
-  int ret = USER_STORE_ERROR;
+  int ret = STORE_ERROR;
   *out = NULL;
-  if (sync != USER_SYNC_NORMAL && sync != USER_SYNC_FULL && sync != USER_SYNC_EXTRA)
-    return USER_STORE_EINVAL;
+  if (sync != STORE_SYNC_NORMAL && sync != STORE_SYNC_FULL && sync != STORE_SYNC_EXTRA)
+    return STORE_EINVAL;
   if (!(s = calloc(1, sizeof(*s))))
     goto out;
   /* WAL, synchronous = sync (FULL: an autocommit INSERT that returned
@@ -152,23 +149,8 @@ sqlite3 *user_store_db(user_store_t *s) {
   return s->db;
 }
 
-void user_store_set_group(user_store_t *s, store_group_t *g) {
-  s->group = g;
-}
-
-store_group_t *user_store_group(const user_store_t *s) {
-  return s->group;
-}
-
-/* Before a write: join the turn's transaction, if there is a group. */
-static int begin_write(user_store_t *s) {
-  if (!s->group)
-    return 0; /* autocommit: the statement is its own durable transaction */
-  return store_group_begin_write(s->group) == 0 ? 0 : USER_STORE_ERROR; /* logged */
-}
-
 int user_store_settings(user_store_t *s, char *journal_mode, size_t size, int *sync) {
-  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : USER_STORE_ERROR;
+  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : STORE_ERROR;
 }
 
 /* --- queries ------------------------------------------------------------------ */
@@ -177,15 +159,13 @@ int user_store_create(user_store_t *s, const char *email, size_t email_len,
                       const char *name, size_t name_len, json_t **user) {
   sqlite3_stmt *st = s->stmt[STMT_INSERT];
   char id[PROTO_ID_MAX], now[PROTO_ISO_TIME_LEN];
-  int ret = USER_STORE_ERROR;
+  int ret = STORE_ERROR;
   *user = NULL;
   if (proto_random_id(USER_ID_PREFIX, id, sizeof(id)) != 0) {
     proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "no randomness for a user id");
-    return USER_STORE_ERROR;
+    return STORE_ERROR;
   }
   proto_time_iso(now);
-  if (begin_write(s) != 0)
-    return USER_STORE_ERROR;
   if (bind_text(s, st, 1, id, strlen(id)) != 0 || bind_text(s, st, 2, email, email_len) != 0 ||
       bind_text(s, st, 3, name, name_len) != 0 || bind_text(s, st, 4, now, strlen(now)) != 0)
     goto out;
@@ -199,7 +179,7 @@ int user_store_create(user_store_t *s, const char *email, size_t email_len,
     db_fail(s, "insert user", rc);
     goto out;
   }
-  /* Autocommit: SQLITE_DONE means committed; with a group the caller waits
+  /* Autocommit: SQLITE_DONE means committed; in a transaction the caller waits
    * for the turn's COMMIT. Build the reply from what we stored rather than
    * reading it back. */
   *user = json_pack("{s:s, s:s%, s:s%, s:s, s:s, s:n}", "id", id, "email", email,
@@ -217,7 +197,7 @@ out:
 
 int user_store_get(user_store_t *s, const char *id, size_t id_len, json_t **user) {
   sqlite3_stmt *st = s->stmt[STMT_GET];
-  int ret = USER_STORE_ERROR;
+  int ret = STORE_ERROR;
   *user = NULL;
   if (bind_text(s, st, 1, id, id_len) != 0)
     goto out;
@@ -242,7 +222,7 @@ out:
 
 static int count_users(user_store_t *s, int64_t *total) {
   sqlite3_stmt *st = s->stmt[STMT_COUNT];
-  int ret = USER_STORE_ERROR;
+  int ret = STORE_ERROR;
   int rc = sqlite3_step(st);
   if (rc != SQLITE_ROW) {
     db_fail(s, "count users", rc == SQLITE_DONE ? SQLITE_ERROR : rc);
@@ -259,14 +239,14 @@ int user_store_list(user_store_t *s, int64_t page, int64_t limit, json_t **users
                     int64_t *total) {
   sqlite3_stmt *st = s->stmt[STMT_LIST];
   json_t *arr = NULL;
-  int rc, ret = USER_STORE_ERROR;
+  int rc, ret = STORE_ERROR;
   *users = NULL;
   if (page < 1 || limit < 1 || page > USER_PAGE_MAX || limit > USER_LIMIT_MAX)
-    return USER_STORE_EINVAL;
+    return STORE_EINVAL;
   /* COUNT and SELECT are two autocommit reads; a concurrent insert between
    * them can make total off by one for this reply, which is acceptable. */
   if (count_users(s, total) != 0)
-    return USER_STORE_ERROR;
+    return STORE_ERROR;
   if (!(arr = json_array()))
     goto out;
   if ((rc = sqlite3_bind_int64(st, 1, limit)) != SQLITE_OK ||
@@ -296,7 +276,7 @@ out:
 
 static int user_exists(user_store_t *s, const char *id, size_t id_len) {
   sqlite3_stmt *st = s->stmt[STMT_EXISTS];
-  int ret = USER_STORE_ERROR;
+  int ret = STORE_ERROR;
   if (bind_text(s, st, 1, id, id_len) != 0)
     goto out;
   int rc = sqlite3_step(st);
@@ -315,10 +295,8 @@ int user_store_record_login(user_store_t *s, const char *id, size_t id_len,
                             const char *at) {
   sqlite3_stmt *st = s->stmt[STMT_LOGIN];
   char now[PROTO_ISO_TIME_LEN];
-  int ret = USER_STORE_ERROR;
+  int ret = STORE_ERROR;
   proto_time_iso(now);
-  if (begin_write(s) != 0)
-    return USER_STORE_ERROR;
   if (bind_text(s, st, 1, id, id_len) != 0 || bind_text(s, st, 2, at, strlen(at)) != 0 ||
       bind_text(s, st, 3, now, strlen(now)) != 0)
     goto out;

@@ -14,12 +14,13 @@
 #include "proto/rpc_server.h"
 #include "proto/util.h"
 #include "store/commit_group.h"
+#include "store/db.h"
+#include "svc/service.h"
 #include "valid/valid.h"
 
 /* --- limits ---------------------------------------------------------------- */
 
 #define USER_SERVICE_PORT_DEFAULT 3001
-#define USER_DATA_DIR_DEFAULT "./var"
 #define USER_DB_FILE "user.db"
 
 #define USER_EMAIL_MAX_BYTES 254       /* RFC 5321 path limit, in octets */
@@ -89,47 +90,34 @@ int user_parse_iso_time(const char *s, size_t len, char out[PROTO_ISO_TIME_LEN])
 
 typedef struct user_store user_store_t;
 
-typedef enum {
-  USER_STORE_OK = 0,
-  USER_STORE_NOT_FOUND = -1,       /* no such user */
-  USER_STORE_EMAIL_TAKEN = -2,     /* unique email index (case-insensitive) */
-  USER_STORE_EINVAL = -3,          /* bad argument (e.g. unknown sync mode) */
-  USER_STORE_ERROR = -4,           /* SQLite or filesystem failure, logged */
-} user_store_rc_t;
+/* Return codes: STORE_OK, STORE_EINVAL, STORE_ERROR (store/db.h), and: */
+enum {
+  USER_STORE_NOT_FOUND = STORE_RC_SERVICE,     /* no such user */
+  USER_STORE_EMAIL_TAKEN = STORE_RC_SERVICE - 1, /* unique email index (case-insensitive) */
+};
 
-/* PRAGMA synchronous values we allow (SQLite's numbering). */
-typedef enum {
-  USER_SYNC_NORMAL = 1,
-  USER_SYNC_FULL = 2,              /* default: WAL fsync on every commit */
-  USER_SYNC_EXTRA = 3,
-} user_sync_t;
-
-/* "NORMAL", "FULL", "EXTRA" (any case) -> the mode; -1 when unknown. */
-int user_sync_parse(const char *s);
-
-/* Create data_dir if missing, open data_dir/user.db (WAL, the given
- * synchronous mode, busy timeout), create or check the schema and prepare the
- * statements. 0 with *out set, or USER_STORE_ERROR (logged). */
-int user_store_open(const char *data_dir, user_sync_t sync, user_store_t **out);
+/* Create data_dir if missing, open data_dir/user.db (WAL, synchronous =
+ * sync, a STORE_SYNC_* level; busy timeout), create or check the schema and
+ * prepare the statements. 0 with *out set, STORE_EINVAL or STORE_ERROR
+ * (logged). */
+int user_store_open(const char *data_dir, int sync, user_store_t **out);
 /* Finalize statements and close the database. NULL is a no-op. Close the
  * store's commit group first. */
 void user_store_close(user_store_t *s);
 
 /* The store's connection, for a commit group (store/commit_group.h). */
 sqlite3 *user_store_db(user_store_t *s);
-/* Write through g (borrowed; NULL: autocommit, each write durable on its
- * own): writes join the loop turn's transaction, which g commits once at the
- * end of the turn; the caller answers after that COMMIT. */
-void user_store_set_group(user_store_t *s, store_group_t *g);
-store_group_t *user_store_group(const user_store_t *s);
 
-/* Insert a user; on success *user is the new user object (caller owns), and
- * the row is committed (durable per the synchronous mode), or, with a commit
- * group, in the turn's transaction. email and name
- * must be validated already. USER_STORE_EMAIL_TAKEN or USER_STORE_ERROR. */
+/* Writes (create, record_login) join the transaction open on the connection
+ * (the service's commit group: svc_write_begin() first), or autocommit, each
+ * durable on its own, when none is open. */
+
+/* Insert a user; on success *user is the new user object (caller owns).
+ * email and name must be validated already. USER_STORE_EMAIL_TAKEN or
+ * STORE_ERROR. */
 int user_store_create(user_store_t *s, const char *email, size_t email_len,
                       const char *name, size_t name_len, json_t **user);
-/* *user = the user object (caller owns). USER_STORE_NOT_FOUND or _ERROR. */
+/* *user = the user object (caller owns). USER_STORE_NOT_FOUND or STORE_ERROR. */
 int user_store_get(user_store_t *s, const char *id, size_t id_len, json_t **user);
 /* One page in creation order; *users a new array, *total every user. */
 int user_store_list(user_store_t *s, int64_t page, int64_t limit, json_t **users,
@@ -138,7 +126,7 @@ int user_store_list(user_store_t *s, int64_t page, int64_t limit, json_t **users
  * (events may arrive out of order). USER_STORE_NOT_FOUND when no such user. */
 int user_store_record_login(user_store_t *s, const char *id, size_t id_len,
                             const char *at);
-/* A cheap read of the users table, for health checks. 0 or USER_STORE_ERROR. */
+/* A cheap read of the users table, for health checks. 0 or STORE_ERROR. */
 int user_store_ping(user_store_t *s);
 /* The connection's journal_mode (e.g. "wal", into buf) and synchronous level,
  * read back from SQLite: what is in effect, not what was asked. */
@@ -147,31 +135,24 @@ int user_store_settings(user_store_t *s, char *journal_mode, size_t size, int *s
 /* --- RPC handlers (handlers.c) ---------------------------------------------- */
 
 /* Register create_user, get_user, get_users, health and the user_logged_in
- * event on srv. store is borrowed and must outlive the server. With a commit
- * group on the store, a reply that rests on the turn's open transaction (a
- * new user, a 409 or a read that saw an uncommitted row) waits for its
- * COMMIT, and a failed COMMIT answers 500. 0 or a PROTO_E* code. */
-int user_handlers_register(proto_rpc_server_t *srv, user_store_t *store);
+ * event on srv, with svc as their context (svc->store a user_store_t,
+ * borrowed, outliving the server). A reply that rests on the turn's open
+ * transaction (a new user, a 409 or a read that saw an uncommitted row) waits
+ * for its COMMIT, and a failed COMMIT answers 500. 0 or a PROTO_E* code. */
+int user_handlers_register(proto_rpc_server_t *srv, svc_t *svc);
 
-/* The outcome of one request, independent of the transport: either response
- * (status 200) or err (an error object, status = its statusCode). */
-typedef struct user_result {
-  int status;
-  const char *code;                /* static: "OK" or the error code */
-  json_t *response;                /* owned, or NULL */
-  json_t *err;                     /* owned, or NULL */
-} user_result_t;
+/* What the user service sets on a context svc_main() made: its log keys. */
+void user_svc_setup(svc_t *svc);
+/* A context around store and group (group may be NULL: autocommit), for
+ * tests and tools: svc_init() plus user_svc_setup(). */
+void user_svc_init(svc_t *svc, uv_loop_t *loop, user_store_t *store, store_group_t *group);
 
 /* The operations behind the handlers, callable without a server (tests). */
-user_result_t user_op_create(user_store_t *s, const json_t *data);
-user_result_t user_op_get(user_store_t *s, const json_t *data);
-user_result_t user_op_list(user_store_t *s, const json_t *data);
-user_result_t user_op_health(user_store_t *s);
+svc_result_t user_op_create(svc_t *svc, const json_t *data);
+svc_result_t user_op_get(svc_t *svc, const json_t *data);
+svc_result_t user_op_list(svc_t *svc, const json_t *data);
+svc_result_t user_op_health(svc_t *svc);
 /* The event: returns a result for logging only (events get no reply). */
-user_result_t user_op_login(user_store_t *s, const json_t *data);
-
-/* {"statusCode":400,"code":"VALIDATION_FAILED","message":...,"details":[...]}
- * from errs. NULL on ENOMEM. */
-json_t *user_validation_error(const user_verrs_t *errs);
+svc_result_t user_op_login(svc_t *svc, const json_t *data);
 
 #endif

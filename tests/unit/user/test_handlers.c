@@ -20,6 +20,7 @@
 typedef struct fixture {
   char dir[256];
   user_store_t *store;
+  svc_t svc;                       /* no loop, no group: writes autocommit */
 } fixture_t;
 
 static int setup(void **state) {
@@ -28,8 +29,9 @@ static int setup(void **state) {
   if (!f)
     return -1;
   snprintf(f->dir, sizeof(f->dir), "%s/user-handlers-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(f->dir) || user_store_open(f->dir, USER_SYNC_FULL, &f->store) != 0)
+  if (!mkdtemp(f->dir) || user_store_open(f->dir, STORE_SYNC_FULL, &f->store) != 0)
     return -1;
+  user_svc_init(&f->svc, NULL, f->store, NULL);
   *state = f;
   return 0;
 }
@@ -54,13 +56,13 @@ static json_t *parse(const char *text) {
   return j;
 }
 
-static void result_free(user_result_t *r) {
+static void result_free(svc_result_t *r) {
   json_decref(r->response);
   json_decref(r->err);
 }
 
 /* r is an error whose object equals want (JSON text) exactly. */
-static void assert_error(user_result_t *r, int status, const char *want) {
+static void assert_error(svc_result_t *r, int status, const char *want) {
   assert_int_equal(r->status, status);
   assert_null(r->response);
   assert_non_null(r->err);
@@ -73,9 +75,9 @@ static void assert_error(user_result_t *r, int status, const char *want) {
   result_free(r);
 }
 
-static json_t *create_ok(user_store_t *s, const char *data_text) {
+static json_t *create_ok(svc_t *s, const char *data_text) {
   json_t *d = parse(data_text);
-  user_result_t r = user_op_create(s, d);
+  svc_result_t r = user_op_create(s, d);
   json_decref(d);
   assert_int_equal(r.status, 200);
   assert_string_equal(r.code, "OK");
@@ -86,18 +88,18 @@ static json_t *create_ok(user_store_t *s, const char *data_text) {
 
 static void create_replies(void **state) {
   fixture_t *f = *state;
-  json_t *u = create_ok(f->store, "{\"email\":\"Eve@Example.com\",\"name\":\" Eve \"}");
+  json_t *u = create_ok(&f->svc, "{\"email\":\"Eve@Example.com\",\"name\":\" Eve \"}");
   assert_string_equal(json_string_value(json_object_get(u, "email")), "Eve@Example.com");
   assert_string_equal(json_string_value(json_object_get(u, "name")), "Eve");
 
   json_t *d = parse("{\"email\":\"EVE@example.com\",\"name\":\"Other\"}");
-  user_result_t r = user_op_create(f->store, d);
+  svc_result_t r = user_op_create(&f->svc, d);
   assert_error(&r, 409, "{\"statusCode\":409,\"code\":\"EMAIL_TAKEN\","
                         "\"message\":\"A user with this email already exists\"}");
   json_decref(d);
 
   d = parse("{\"email\":\"x\",\"nickname\":\"n\"}");
-  r = user_op_create(f->store, d);
+  r = user_op_create(&f->svc, d);
   assert_error(&r, 400,
                "{\"statusCode\":400,\"code\":\"VALIDATION_FAILED\","
                "\"message\":\"email must be an email address; name is required; "
@@ -108,7 +110,7 @@ static void create_replies(void **state) {
   json_decref(d);
 
   d = parse("null");
-  r = user_op_create(f->store, d);
+  r = user_op_create(&f->svc, d);
   assert_error(&r, 400,
                "{\"statusCode\":400,\"code\":\"VALIDATION_FAILED\","
                "\"message\":\"data must be an object\","
@@ -119,22 +121,22 @@ static void create_replies(void **state) {
 
 static void get_replies(void **state) {
   fixture_t *f = *state;
-  json_t *u = create_ok(f->store, "{\"email\":\"g@example.com\",\"name\":\"G\"}");
+  json_t *u = create_ok(&f->svc, "{\"email\":\"g@example.com\",\"name\":\"G\"}");
   json_t *d = json_pack("{s:O}", "id", json_object_get(u, "id"));
-  user_result_t r = user_op_get(f->store, d);
+  svc_result_t r = user_op_get(&f->svc, d);
   assert_int_equal(r.status, 200);
   assert_true(json_equal(r.response, u));
   result_free(&r);
   json_decref(d);
 
   d = parse("{\"id\":\"user_00000000000000000000000000000000\"}");
-  r = user_op_get(f->store, d);
+  r = user_op_get(&f->svc, d);
   assert_error(&r, 404,
                "{\"statusCode\":404,\"code\":\"USER_NOT_FOUND\",\"message\":\"User not found\"}");
   json_decref(d);
 
   d = parse("{\"id\":12}");
-  r = user_op_get(f->store, d);
+  r = user_op_get(&f->svc, d);
   assert_int_equal(r.status, 400);
   assert_string_equal(r.code, "VALIDATION_FAILED");
   result_free(&r);
@@ -147,11 +149,11 @@ static void list_replies(void **state) {
   for (int i = 0; i < 3; i++) {
     char text[80];
     snprintf(text, sizeof(text), "{\"email\":\"l%d@example.com\",\"name\":\"L\"}", i);
-    json_decref(create_ok(f->store, text));
+    json_decref(create_ok(&f->svc, text));
   }
   /* Query strings, limit above the cap: the reply says the limit applied. */
   json_t *d = parse("{\"page\":\"1\",\"limit\":\"1000\"}");
-  user_result_t r = user_op_list(f->store, d);
+  svc_result_t r = user_op_list(&f->svc, d);
   json_decref(d);
   assert_int_equal(r.status, 200);
   assert_int_equal(json_object_size(r.response), 4);
@@ -162,20 +164,20 @@ static void list_replies(void **state) {
   result_free(&r);
 
   d = parse("null");
-  r = user_op_list(f->store, d);
+  r = user_op_list(&f->svc, d);
   json_decref(d);
   assert_int_equal(json_integer_value(json_object_get(r.response, "limit")), 10);
   result_free(&r);
 
   d = parse("{\"page\":2,\"limit\":2}");
-  r = user_op_list(f->store, d);
+  r = user_op_list(&f->svc, d);
   json_decref(d);
   assert_int_equal(json_array_size(json_object_get(r.response, "users")), 1);
   assert_int_equal(json_integer_value(json_object_get(r.response, "total")), 3);
   result_free(&r);
 
   d = parse("{\"limit\":0}");
-  r = user_op_list(f->store, d);
+  r = user_op_list(&f->svc, d);
   json_decref(d);
   assert_int_equal(r.status, 400);
   result_free(&r);
@@ -183,35 +185,35 @@ static void list_replies(void **state) {
 
 static void health_and_login(void **state) {
   fixture_t *f = *state;
-  user_result_t r = user_op_health(f->store);
+  svc_result_t r = user_op_health(&f->svc);
   json_t *want = parse("{\"status\":\"ok\",\"service\":\"user\",\"db\":\"ok\"}");
   assert_int_equal(r.status, 200);
   assert_true(json_equal(r.response, want));
   json_decref(want);
   result_free(&r);
 
-  json_t *u = create_ok(f->store, "{\"email\":\"h@example.com\",\"name\":\"H\"}");
+  json_t *u = create_ok(&f->svc, "{\"email\":\"h@example.com\",\"name\":\"H\"}");
   json_t *d = json_pack("{s:O, s:s}", "userId", json_object_get(u, "id"), "timestamp",
                         "2026-02-03T04:05:06Z");
-  r = user_op_login(f->store, d);
+  r = user_op_login(&f->svc, d);
   assert_int_equal(r.status, 200);
   assert_null(r.response); /* events have no reply */
   json_decref(d);
 
   d = json_pack("{s:O}", "id", json_object_get(u, "id"));
-  r = user_op_get(f->store, d);
+  r = user_op_get(&f->svc, d);
   assert_string_equal(json_string_value(json_object_get(r.response, "lastLoginAt")),
                       "2026-02-03T04:05:06.000Z"); /* stored in canonical form */
   result_free(&r);
   json_decref(d);
 
   d = parse("{\"userId\":\"user_ghost\",\"timestamp\":\"2026-02-03T04:05:06.000Z\"}");
-  r = user_op_login(f->store, d);
+  r = user_op_login(&f->svc, d);
   assert_int_equal(r.status, 404);
   result_free(&r);
   json_decref(d);
   d = parse("{\"userId\":\"u\",\"timestamp\":\"soon\"}");
-  r = user_op_login(f->store, d);
+  r = user_op_login(&f->svc, d);
   assert_int_equal(r.status, 400);
   result_free(&r);
   json_decref(d);
@@ -230,17 +232,17 @@ static void storage_failure_is_500(void **state) {
   assert_int_equal(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
 
   json_t *d = parse("{\"email\":\"busy@example.com\",\"name\":\"B\"}");
-  user_result_t r = user_op_create(f->store, d);
+  svc_result_t r = user_op_create(&f->svc, d);
   assert_error(&r, 500,
                "{\"statusCode\":500,\"code\":\"STORAGE_ERROR\",\"message\":\"Storage error\"}");
-  r = user_op_health(f->store);
+  r = user_op_health(&f->svc);
   assert_int_equal(r.status, 200);
   result_free(&r);
 
   assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(other);
   /* The cached statement recovers once the lock is gone. */
-  r = user_op_create(f->store, d);
+  r = user_op_create(&f->svc, d);
   assert_int_equal(r.status, 200);
   result_free(&r);
   json_decref(d);
@@ -256,7 +258,7 @@ static void health_fails_when_db_is_broken(void **state) {
   assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
   assert_int_equal(sqlite3_exec(other, "DROP TABLE users", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(other);
-  user_result_t r = user_op_health(f->store);
+  svc_result_t r = user_op_health(&f->svc);
   assert_error(&r, 503, "{\"statusCode\":503,\"code\":\"SERVICE_UNHEALTHY\","
                         "\"message\":\"User database check failed\"}");
 }
@@ -265,7 +267,7 @@ static void validation_error_cuts_nothing_it_needs(void **state) {
   (void)state;
   user_verrs_t errs = {.n = 1};
   errs.e[0] = (user_verr_t){"caf\xc3\xa9", 5, "is not allowed"};
-  json_t *e = user_validation_error(&errs);
+  json_t *e = valid_error_object(&errs);
   assert_non_null(e);
   assert_string_equal(json_string_value(json_object_get(e, "message")),
                       "caf\xc3\xa9 is not allowed");

@@ -34,6 +34,7 @@ typedef struct fixture {
   uv_timer_t tick;                 /* wakes the loop while waiting */
   user_store_t *store;
   store_group_t *group;
+  svc_t svc;                       /* what the handlers see, as svc_main makes it */
   proto_rpc_server_t *srv;
   proto_rpc_client_t *cli;
   int srv_done;
@@ -75,7 +76,7 @@ static int setup(void **state) {
     return -1;
   proto_log_set_level(PROTO_LOG_ERROR);
   snprintf(f->dir, sizeof(f->dir), "%s/user-rpc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(f->dir) || user_store_open(f->dir, USER_SYNC_FULL, &f->store) != 0 ||
+  if (!mkdtemp(f->dir) || user_store_open(f->dir, STORE_SYNC_FULL, &f->store) != 0 ||
       uv_loop_init(&f->loop) != 0 || uv_timer_init(&f->loop, &f->tick) != 0 ||
       uv_timer_start(&f->tick, on_tick, TICK_MS, TICK_MS) != 0)
     return -1;
@@ -83,9 +84,9 @@ static int setup(void **state) {
   /* As main.c does: the group on the store's connection. */
   if (!(f->group = store_group_new(&f->loop, user_store_db(f->store))))
     return -1;
-  user_store_set_group(f->store, f->group);
+  user_svc_init(&f->svc, &f->loop, f->store, f->group);
   if (!(f->srv = proto_rpc_server_new(&f->loop, NULL)) ||
-      user_handlers_register(f->srv, f->store) != 0 ||
+      user_handlers_register(f->srv, &f->svc) != 0 ||
       proto_rpc_server_listen(f->srv, "127.0.0.1", 0) != 0)
     return -1;
   if (!(f->cli = proto_rpc_client_new(&f->loop, "user", "127.0.0.1",
@@ -117,7 +118,6 @@ static int teardown(void **state) {
   proto_rpc_server_shutdown(f->srv, 0, on_srv_done, f);
   wait_flag(f, &f->srv_done);
   /* Before the store, as main.c does; the loop below closes its handles. */
-  user_store_set_group(f->store, NULL);
   store_group_close(f->group);
   uv_close((uv_handle_t *)&f->tick, NULL);
   while (uv_run(&f->loop, UV_RUN_DEFAULT) != 0) {

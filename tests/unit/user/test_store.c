@@ -53,7 +53,7 @@ static int teardown(void **state) {
   return 0;
 }
 
-static user_store_t *open_store(fixture_t *f, user_sync_t sync) {
+static user_store_t *open_store(fixture_t *f, int sync) {
   user_store_close(f->store);
   f->store = NULL;
   assert_int_equal(user_store_open(f->dir, sync, &f->store), 0);
@@ -88,17 +88,17 @@ static void open_creates_dir_with_durable_settings(void **state) {
   fixture_t *f = *state;
   char mode[16];
   int sync = -1;
-  user_store_t *s = open_store(f, USER_SYNC_FULL);
+  user_store_t *s = open_store(f, STORE_SYNC_FULL);
   assert_int_equal(access(f->dir, W_OK), 0);
   assert_int_equal(user_store_settings(s, mode, sizeof(mode), &sync), 0);
   assert_string_equal(mode, "wal");
   assert_int_equal(sync, 2); /* FULL: the WAL is fsynced at every commit */
   assert_int_equal(user_store_ping(s), 0);
 
-  s = open_store(f, USER_SYNC_NORMAL);
+  s = open_store(f, STORE_SYNC_NORMAL);
   assert_int_equal(user_store_settings(s, mode, sizeof(mode), &sync), 0);
   assert_int_equal(sync, 1);
-  s = open_store(f, USER_SYNC_EXTRA);
+  s = open_store(f, STORE_SYNC_EXTRA);
   assert_int_equal(user_store_settings(s, mode, sizeof(mode), &sync), 0);
   assert_int_equal(sync, 3);
 
@@ -115,20 +115,10 @@ static void open_creates_dir_with_durable_settings(void **state) {
   sqlite3_close(db);
 }
 
-static void sync_parse(void **state) {
-  (void)state;
-  assert_int_equal(user_sync_parse("FULL"), USER_SYNC_FULL);
-  assert_int_equal(user_sync_parse("normal"), USER_SYNC_NORMAL);
-  assert_int_equal(user_sync_parse("Extra"), USER_SYNC_EXTRA);
-  assert_int_equal(user_sync_parse("OFF"), -1);
-  assert_int_equal(user_sync_parse(""), -1);
-  assert_int_equal(user_sync_parse(NULL), -1);
-}
-
 static void refuses_newer_schema_and_bad_dir(void **state) {
   fixture_t *f = *state;
   user_store_t *s = NULL;
-  open_store(f, USER_SYNC_FULL);
+  open_store(f, STORE_SYNC_FULL);
   user_store_close(f->store);
   f->store = NULL;
 
@@ -138,19 +128,19 @@ static void refuses_newer_schema_and_bad_dir(void **state) {
   assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
   assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
-  assert_int_equal(user_store_open(f->dir, USER_SYNC_FULL, &s), USER_STORE_ERROR);
+  assert_int_equal(user_store_open(f->dir, STORE_SYNC_FULL, &s), STORE_ERROR);
   assert_null(s);
 
   /* DATA_DIR that is a file. */
-  assert_int_equal(user_store_open(path, USER_SYNC_FULL, &s), USER_STORE_ERROR);
+  assert_int_equal(user_store_open(path, STORE_SYNC_FULL, &s), STORE_ERROR);
   assert_null(s);
-  assert_int_equal(user_store_open(f->dir, (user_sync_t)0, &s), USER_STORE_EINVAL);
+  assert_int_equal(user_store_open(f->dir, 0, &s), STORE_EINVAL);
   assert_null(s);
 }
 
 static void create_then_get(void **state) {
   fixture_t *f = *state;
-  user_store_t *s = open_store(f, USER_SYNC_FULL);
+  user_store_t *s = open_store(f, STORE_SYNC_FULL);
   json_t *u = create(s, "Ada@Example.com", "Ada Lovelace");
   const char *id = str(u, "id");
   assert_int_equal(strlen(id), 5 + 32);
@@ -180,7 +170,7 @@ static void create_then_get(void **state) {
 
 static void duplicate_email_is_case_insensitive(void **state) {
   fixture_t *f = *state;
-  user_store_t *s = open_store(f, USER_SYNC_FULL);
+  user_store_t *s = open_store(f, STORE_SYNC_FULL);
   json_t *u = create(s, "Bob@Example.com", "Bob");
   json_t *dup = NULL;
   static const char *const same[] = {"Bob@Example.com", "bob@example.com", "BOB@EXAMPLE.COM"};
@@ -201,7 +191,7 @@ static void duplicate_email_is_case_insensitive(void **state) {
 
 static void get_missing(void **state) {
   fixture_t *f = *state;
-  user_store_t *s = open_store(f, USER_SYNC_FULL);
+  user_store_t *s = open_store(f, STORE_SYNC_FULL);
   json_t *u = (json_t *)1;
   assert_int_equal(user_store_get(s, "user_nope", 9, &u), USER_STORE_NOT_FOUND);
   assert_null(u);
@@ -216,7 +206,7 @@ static void get_missing(void **state) {
 
 static void pagination(void **state) {
   fixture_t *f = *state;
-  user_store_t *s = open_store(f, USER_SYNC_NORMAL); /* speed; durability tested above */
+  user_store_t *s = open_store(f, STORE_SYNC_NORMAL); /* speed; durability tested above */
   enum { N = 25 };
   char seen[N][PROTO_ID_MAX];
   json_t *users = NULL;
@@ -260,13 +250,13 @@ static void pagination(void **state) {
   assert_int_equal(json_array_size(users), N);
   json_decref(users);
   /* The store refuses what validation should have stopped. */
-  assert_int_equal(user_store_list(s, 0, 10, &users, &total), USER_STORE_EINVAL);
-  assert_int_equal(user_store_list(s, 1, 101, &users, &total), USER_STORE_EINVAL);
+  assert_int_equal(user_store_list(s, 0, 10, &users, &total), STORE_EINVAL);
+  assert_int_equal(user_store_list(s, 1, 101, &users, &total), STORE_EINVAL);
 }
 
 static void login_updates_last_login(void **state) {
   fixture_t *f = *state;
-  user_store_t *s = open_store(f, USER_SYNC_FULL);
+  user_store_t *s = open_store(f, STORE_SYNC_FULL);
   json_t *u = create(s, "l@example.com", "L");
   const char *id = str(u, "id");
   json_t *g = NULL;
@@ -295,14 +285,14 @@ static void login_updates_last_login(void **state) {
 
 static void reopen_persists(void **state) {
   fixture_t *f = *state;
-  user_store_t *s = open_store(f, USER_SYNC_FULL);
+  user_store_t *s = open_store(f, STORE_SYNC_FULL);
   json_t *u = create(s, "p@example.com", "Persisted");
   const char *id = str(u, "id");
   assert_int_equal(user_store_record_login(s, id, strlen(id), "2026-05-05T05:05:05.005Z"), 0);
   json_t *before = NULL, *after = NULL;
   assert_int_equal(user_store_get(s, id, strlen(id), &before), 0);
 
-  s = open_store(f, USER_SYNC_FULL); /* closes the first connection */
+  s = open_store(f, STORE_SYNC_FULL); /* closes the first connection */
   assert_int_equal(user_store_get(s, id, strlen(id), &after), 0);
   assert_true(json_equal(before, after));
   /* The unique index survived too. */
@@ -317,7 +307,6 @@ static void reopen_persists(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(open_creates_dir_with_durable_settings, setup, teardown),
-      cmocka_unit_test(sync_parse),
       cmocka_unit_test_setup_teardown(refuses_newer_schema_and_bad_dir, setup, teardown),
       cmocka_unit_test_setup_teardown(create_then_get, setup, teardown),
       cmocka_unit_test_setup_teardown(duplicate_email_is_case_insensitive, setup, teardown),
