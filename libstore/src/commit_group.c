@@ -22,6 +22,7 @@
 
 /* WAL frames (pages) after which a background checkpoint starts: SQLite's
  * own auto-checkpoint default. */
+#define STORE_GROUP_CLOSE_ROUNDS 64 /* drain rounds at close before new deferrals are refused */
 #define STORE_GROUP_CKPT_FRAMES 1000
 
 /* The group's cached statements, in txn_sql[] order. */
@@ -320,11 +321,23 @@ static void on_closed(uv_handle_t *h) {
 void store_group_close(store_group_t *g) {
   if (g->closing)
     return;
-  /* Deferred functions may defer more (a flow's next step): drain them all,
-   * bounded by what they keep adding. */
-  for (int rounds = 0; (g->in_txn || g->head) && rounds < 64; rounds++)
+  /* Deferred functions may defer more (a flow's next step): drain until
+   * nothing is left. A chain that is still deferring after
+   * STORE_GROUP_CLOSE_ROUNDS rounds is cut: from then on begin and defer
+   * refuse with PROTO_ECLOSED (the caller answers its error), and one last
+   * round runs what is queued, which can then add nothing. */
+  int rounds = 0;
+  while ((g->in_txn || g->head) && rounds < STORE_GROUP_CLOSE_ROUNDS) {
     flush(g);
+    rounds++;
+  }
   g->closing = 1;
+  if (g->in_txn || g->head) {
+    proto_log(PROTO_LOG_WARN, NULL, "group_close_cut",
+              "still deferring after %d rounds: refusing new work, running the last round",
+              rounds);
+    flush(g);
+  }
   sqlite3_wal_hook(g->db, NULL, NULL); /* a running checkpoint finishes on its own */
   /* The statements go now: the database closes right after the group, and
    * sqlite3_close refuses while any statement is unfinalized. */

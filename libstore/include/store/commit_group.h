@@ -75,8 +75,10 @@ int store_group_in_txn(const store_group_t *g);
 
 void store_group_stats(const store_group_t *g, store_group_stats_t *out);
 
-/* Commit what is open, run what is deferred, close the handles, then free
- * the group. Call once, before closing the database; the loop must run for
+/* Commit what is open, run what is deferred (and what that defers, until
+ * nothing is left; a chain still deferring after 64 rounds is cut: begin and
+ * defer then return PROTO_ECLOSED, logged once as group_close_cut), close the
+ * handles, then free the group. Call once, before closing the database; the loop must run for
  * the handles to close and a checkpoint still in the pool to finish. */
 void store_group_close(store_group_t *g);
 

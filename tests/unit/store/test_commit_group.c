@@ -186,6 +186,38 @@ static void test_delay_batches_across_turns(void **state) {
   assert_int_equal(count_rows(f), 2);
 }
 
+/* A chain that defers again from every deferred function: close drains it
+ * for its rounds, then refuses (PROTO_ECLOSED) instead of looping for ever. */
+typedef struct chain {
+  store_group_t *g;
+  int runs;
+  int refused;
+} chain_t;
+
+static void chain_step(int status, void *arg) {
+  chain_t *c = arg;
+  (void)status;
+  c->runs++;
+  int rc = store_group_defer(c->g, chain_step, c);
+  if (rc == PROTO_ECLOSED)
+    c->refused = 1;
+  else
+    assert_int_equal(rc, 0);
+}
+
+static void test_close_cuts_an_endless_chain(void **state) {
+  fx_t *f = *state;
+  chain_t c = {f->g, 0, 0};
+  insert(f, 1);
+  assert_int_equal(store_group_defer(f->g, chain_step, &c), 0);
+  store_group_close(f->g);
+  f->g = NULL;
+  assert_true(c.refused);
+  assert_true(c.runs >= 64);
+  assert_true(c.runs <= 66);
+  assert_int_equal(count_rows(f), 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_one_commit_per_turn, setup, teardown),
@@ -193,6 +225,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_failed_commit_rolls_back, setup, teardown),
       cmocka_unit_test_setup_teardown(test_chained_steps_each_commit, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_drains, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_close_cuts_an_endless_chain, setup, teardown),
       cmocka_unit_test_setup_teardown(test_delay_batches_across_turns, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
