@@ -214,7 +214,7 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
   const char *pattern = ev->channel;
   const char *rid = ev->request_id && id_ok(ev->request_id) ? ev->request_id : NULL;
   const char *event_id = ev->event_id;
-  char generated[PROTO_ID_MAX];
+  char derived[NTF_EVENT_ID_DERIVED_SIZE];
   ntf_draft_t draft;
   ntf_invalid_t why;
   json_t *ntf = NULL;
@@ -245,16 +245,18 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
     return NTF_EVENT_INVALID;
   }
   if (!event_id) {
-    /* A plain NestJS ClientProxy.emit() sends no metadata: nothing to
-     * de-duplicate by, so a redelivery of this event would be stored twice. */
-    if (proto_random_id(NTF_EVENT_ID_PREFIX, generated, sizeof(generated)) != 0) {
+    /* A plain NestJS ClientProxy.emit() sends no metadata. An id derived
+     * from the content still de-duplicates a redelivery; the price is that
+     * two distinct events with identical data store once. */
+    if (ntf_event_id_derive(pattern, ev->data, derived) != 0) {
       svc->errors++;
       log_event(PROTO_LOG_ERROR, rid, "event_lost", pattern, NULL,
-                json_pack("{s:s}", "reason", "no randomness for an event id"));
+                json_pack("{s:s}", "reason", "cannot derive an event id (out of memory)"));
       return NTF_EVENT_ERROR;
     }
-    event_id = generated;
-    log_event(PROTO_LOG_DEBUG, rid, "event_id_generated", pattern, event_id, NULL);
+    event_id = derived;
+    if (proto_log_enabled(PROTO_LOG_DEBUG))
+      log_event(PROTO_LOG_DEBUG, rid, "event_id_derived", pattern, event_id, NULL);
   }
   ntf = ntf_notification_new(&draft, event_id, pattern, ev->data, rid,
                              svc->webhook ? "pending" : "none");

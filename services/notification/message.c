@@ -1,7 +1,9 @@
 /* message.c: what each subscribed event becomes: validation of the event
- * data, the notification type, title and message, money formatted exactly
- * from minor units, and the notification object. Pure apart from the random
- * id and the clock in ntf_notification_new().
+ * data (our shapes and the NestJS tutorial's, PROTOCOL.md section 7), the
+ * notification type, title and message, money formatted exactly from minor
+ * units (fractional ones too), the eventId derived from content when none
+ * was sent, and the notification object. Pure apart from the random id and
+ * the clock in ntf_notification_new().
  */
 #include "notification.h"
 
@@ -10,6 +12,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -23,10 +26,10 @@
 #define MSG_CONTROL "must not contain control characters"
 #define MSG_ID_LEN "must be at most " STR(NTF_ID_MAX_BYTES) " bytes"
 #define MSG_STATUS_LEN "must be at most " STR(NTF_STATUS_MAX_BYTES) " bytes"
-#define MSG_AMOUNT "must be a non-negative integer of minor units"
+#define MSG_AMOUNT "must be a non-negative number of minor units below 2^53"
 #define MSG_CURRENCY "must be a 3-letter ISO 4217 code"
 
-/* Used when a payment_failed event gives no reason. */
+/* Used when a payment_failed or order_failed event gives no reason. */
 #define NTF_REASON_UNKNOWN "no reason was given"
 
 static const char *const patterns[NTF_EV_COUNT_] = {
@@ -35,6 +38,8 @@ static const char *const patterns[NTF_EV_COUNT_] = {
     [NTF_EV_PAYMENT_COMPLETED] = "payment_completed",
     [NTF_EV_PAYMENT_FAILED] = "payment_failed",
     [NTF_EV_PAYMENT_REFUNDED] = "payment_refunded",
+    [NTF_EV_ORDER_COMPLETED] = "order_completed",
+    [NTF_EV_ORDER_FAILED] = "order_failed",
 };
 
 const char *ntf_event_pattern(ntf_event_kind_t kind) {
@@ -99,6 +104,112 @@ int ntf_format_money(int64_t amount, const char *currency, char *out, size_t siz
   return n;
 }
 
+/* Append n bytes of s at *len in out (size bytes, room kept for the NUL). */
+static bool put(char *out, size_t size, size_t *len, const char *s, size_t n) {
+  if (n >= size - *len)
+    return false;
+  memcpy(out + *len, s, n);
+  *len += n;
+  out[*len] = '\0';
+  return true;
+}
+
+static bool put_zeros(char *out, size_t size, size_t *len, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!put(out, size, len, "0", 1))
+      return false;
+  return true;
+}
+
+int ntf_format_amount(double value, const char *currency, char *out, size_t size) {
+  char sci[40], digits[24];
+  size_t nd = 0, len = 0;
+  if (size == 0)
+    return -1;
+  out[0] = '\0';
+  if (!isfinite(value) || value < 0)
+    return -1;
+  if (value == floor(value) && value <= (double)NTF_AMOUNT_MAX)
+    return ntf_format_money((int64_t)value, currency, out, size);
+  /* The shortest "%.*e" that reads back as the same double: the digits a
+   * JavaScript peer printed (JSON.stringify), not the binary expansion.
+   * 17 significant digits always read back. */
+  for (int prec = 0; prec <= 16; prec++) {
+    snprintf(sci, sizeof(sci), "%.*e", prec, value);
+    if (strtod(sci, NULL) == value)
+      break;
+  }
+  /* sci is "d[.ddd]e[+-]xx": collect the digits, then the exponent. */
+  const char *p = sci;
+  for (; *p && *p != 'e'; p++)
+    if (*p >= '0' && *p <= '9' && nd < sizeof(digits) - 1)
+      digits[nd++] = *p;
+  if (*p != 'e' || nd == 0)
+    return -1;
+  long exp10 = strtol(p + 1, NULL, 10);
+  while (nd > 1 && digits[nd - 1] == '0')
+    nd--; /* 1.50e+01 -> 15 */
+  digits[nd] = '\0';
+  /* Digits before the decimal point once minor units become major ones. */
+  long pos = exp10 + 1 - ntf_currency_exponent(currency);
+  bool ok;
+  if (pos <= -NTF_AMOUNT_ZEROS_MAX) {
+    char tail[24];
+    snprintf(tail, sizeof(tail), "e%ld", pos - 1);
+    ok = put(out, size, &len, digits, 1) &&
+         (nd == 1 || (put(out, size, &len, ".", 1) && put(out, size, &len, digits + 1, nd - 1))) &&
+         put(out, size, &len, tail, strlen(tail));
+  } else if (pos <= 0) {
+    ok = put(out, size, &len, "0.", 2) && put_zeros(out, size, &len, (size_t)-pos) &&
+         put(out, size, &len, digits, nd);
+  } else if ((size_t)pos < nd) {
+    ok = put(out, size, &len, digits, (size_t)pos) && put(out, size, &len, ".", 1) &&
+         put(out, size, &len, digits + pos, nd - (size_t)pos);
+  } else {
+    /* Not reached (a fraction of minor units stays a fraction), but exact. */
+    ok = put(out, size, &len, digits, nd) && put_zeros(out, size, &len, (size_t)pos - nd);
+  }
+  if (!ok) {
+    out[0] = '\0';
+    return -1;
+  }
+  return (int)len;
+}
+
+/* --- derived event ids ------------------------------------------------------------ */
+
+static int hash_chunk(const char *buffer, size_t size, void *ctx) {
+  ntf_sha256_update(ctx, buffer, size);
+  return 0;
+}
+
+int ntf_event_id_derive(const char *pattern, const json_t *data,
+                        char out[NTF_EVENT_ID_DERIVED_SIZE]) {
+  static const char hex[] = "0123456789abcdef";
+  ntf_sha256_t h;
+  unsigned char d[NTF_SHA256_BYTES];
+  if (!pattern || !data)
+    return -1;
+  ntf_sha256_init(&h);
+  /* The NUL ends the pattern: "ab"+"c..." and "a"+"bc..." hash apart. */
+  ntf_sha256_update(&h, pattern, strlen(pattern) + 1);
+  /* Streamed into the digest: no copy of the event. Sorted keys make the
+   * text independent of the publisher's key order. */
+  if (json_dump_callback(data, hash_chunk, &h,
+                         JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | JSON_ENCODE_ANY) !=
+      0)
+    return -1;
+  ntf_sha256_final(&h, d);
+  size_t n = sizeof(NTF_EVENT_ID_DERIVED_PREFIX) - 1;
+  memcpy(out, NTF_EVENT_ID_DERIVED_PREFIX, n);
+  for (size_t i = 0; i < NTF_EVENT_ID_DERIVED_HEX / 2; i++) {
+    out[n++] = hex[d[i] >> 4];
+    out[n++] = hex[d[i] & 0xF];
+  }
+  out[n] = '\0';
+  return 0;
+}
+
 /* --- field checks -------------------------------------------------------------- */
 
 static bool has_control(const char *s, size_t len) {
@@ -139,9 +250,18 @@ static int id_field(const json_t *data, const char *field, const char **out,
   return short_string(data, field, NTF_ID_MAX_BYTES, MSG_ID_LEN, out, why);
 }
 
-/* Minor units: a JSON integer, or an integral number (JavaScript has one
- * number type, so 3998.0 is 3998), 0..2^53-1. */
-static int amount_field(const json_t *data, const char *field, int64_t *out,
+/* An amount of minor units: ours are integers, a NestJS peer's are
+ * JavaScript numbers that may have a fraction (the tutorial's 10.5). */
+typedef struct amount {
+  bool fractional;                 /* false: minor is the amount */
+  int64_t minor;
+  double value;                    /* fractional: the number as sent */
+} amount_t;
+
+/* Minor units, 0..2^53-1: a JSON integer, an integral number (JavaScript
+ * has one number type, so 3998.0 is 3998), or a fractional number, kept as
+ * the double the peer sent (rounding it to an integer would lose money). */
+static int amount_field(const json_t *data, const char *field, amount_t *out,
                         ntf_invalid_t *why) {
   const json_t *v = json_object_get(data, field);
   if (!v || json_is_null(v))
@@ -150,25 +270,29 @@ static int amount_field(const json_t *data, const char *field, int64_t *out,
     json_int_t i = json_integer_value(v);
     if (i < 0 || i > NTF_AMOUNT_MAX)
       return invalid(why, field, MSG_AMOUNT);
-    *out = (int64_t)i;
+    *out = (amount_t){false, (int64_t)i, 0};
     return 0;
   }
   if (json_is_real(v)) {
     double d = json_real_value(v);
-    if (!isfinite(d) || d != floor(d) || d < 0 || d > (double)NTF_AMOUNT_MAX)
+    if (!isfinite(d) || d < 0 || d > (double)NTF_AMOUNT_MAX)
       return invalid(why, field, MSG_AMOUNT);
-    *out = (int64_t)d;
+    *out = d == floor(d) ? (amount_t){false, (int64_t)d, 0} : (amount_t){true, 0, d};
     return 0;
   }
   return invalid(why, field, MSG_AMOUNT);
 }
 
-/* Three ASCII letters, returned upper-cased into out[4]. */
+/* Three ASCII letters, returned upper-cased into out[4]. Absent or null is
+ * "USD", as the HTTP API defaults it: the tutorial's events have no
+ * currency at all. */
 static int currency_field(const json_t *data, const char *field, char out[4],
                           ntf_invalid_t *why) {
   const json_t *v = json_object_get(data, field);
-  if (!v || json_is_null(v))
-    return invalid(why, field, MSG_REQUIRED);
+  if (!v || json_is_null(v)) {
+    memcpy(out, NTF_CURRENCY_DEFAULT, 4);
+    return 0;
+  }
   if (!json_is_string(v) || json_string_length(v) != 3)
     return invalid(why, field, MSG_CURRENCY);
   const char *s = json_string_value(v);
@@ -184,12 +308,14 @@ static int currency_field(const json_t *data, const char *field, char out[4],
 /* "39.98 USD" into out. */
 static int money_text(const json_t *data, const char *amount_key, char *out, size_t size,
                       ntf_invalid_t *why) {
-  int64_t amount;
-  char cur[4], num[32];
+  amount_t amount;
+  char cur[4], num[48];
   if (amount_field(data, amount_key, &amount, why) != 0 ||
       currency_field(data, "currency", cur, why) != 0)
     return -1;
-  if (ntf_format_money(amount, cur, num, sizeof(num)) < 0)
+  int n = amount.fractional ? ntf_format_amount(amount.value, cur, num, sizeof(num))
+                            : ntf_format_money(amount.minor, cur, num, sizeof(num));
+  if (n < 0)
     return invalid(why, amount_key, MSG_AMOUNT); /* cannot happen below 2^53 */
   snprintf(out, size, "%s %s", num, cur);
   return 0;
@@ -277,6 +403,22 @@ int ntf_build(ntf_event_kind_t kind, const json_t *data, ntf_draft_t *out, ntf_i
     snprintf(out->title, sizeof(out->title), "Refund issued");
     snprintf(out->message, sizeof(out->message),
              "A refund of %s for your order %s has been issued", money, out->order_id);
+    return 0;
+  case NTF_EV_ORDER_COMPLETED:
+    if (money_text(data, "totalAmount", money, sizeof(money), why) != 0)
+      return -1;
+    out->type = "order_completed";
+    snprintf(out->title, sizeof(out->title), "Order completed");
+    snprintf(out->message, sizeof(out->message), "Your order %s for %s is complete",
+             out->order_id, money);
+    return 0;
+  case NTF_EV_ORDER_FAILED:
+    /* As payment_failed: the notice is worth sending without a reason. */
+    reason_text(data, reason, sizeof(reason));
+    out->type = "order_failed";
+    snprintf(out->title, sizeof(out->title), "Order failed");
+    snprintf(out->message, sizeof(out->message), "Your order %s could not be completed: %s",
+             out->order_id, reason);
     return 0;
   default:
     return invalid(why, "pattern", "is not an event this service handles");

@@ -3,7 +3,8 @@
  * Nothing here is installed.
  *
  * Layers: message.c turns an event's data into a notification draft (pure:
- * validation, money formatting, texts); store.c owns the SQLite database;
+ * validation, money formatting, texts, the eventId derived from content,
+ * with sha256.c); store.c owns the SQLite database;
  * webhook.c POSTs notifications to NOTIFY_WEBHOOK_URL with libcurl's multi
  * interface on the libuv loop; handlers.c glues them to the Redis subscriber
  * and the RPC server.
@@ -28,7 +29,13 @@
 #define NTF_DB_FILE "notification.db"
 
 #define NTF_ID_PREFIX "ntf_"             /* notification ids: ntf_ + 32 hex */
-#define NTF_EVENT_ID_PREFIX "gen_"       /* eventIds we generate (none was sent) */
+/* eventIds we derive from an event's content when none was sent: this
+ * prefix + NTF_EVENT_ID_DERIVED_HEX hex digits of SHA-256. Not "evt_" (a
+ * publisher's unique, time-ordered id): these are neither. */
+#define NTF_EVENT_ID_DERIVED_PREFIX "dig_"
+#define NTF_EVENT_ID_DERIVED_HEX 32      /* 128 bits of the digest */
+#define NTF_EVENT_ID_DERIVED_SIZE (sizeof(NTF_EVENT_ID_DERIVED_PREFIX) + NTF_EVENT_ID_DERIVED_HEX)
+#define NTF_CURRENCY_DEFAULT "USD"       /* as the HTTP API defaults it */
 #define NTF_ID_MAX_BYTES 128             /* userId, orderId, paymentId, eventId */
 #define NTF_STATUS_MAX_BYTES 64          /* order statuses */
 #define NTF_REASON_MAX_BYTES 256         /* payment failure reasons are cut to this */
@@ -61,6 +68,8 @@ typedef enum {
   NTF_EV_PAYMENT_COMPLETED,
   NTF_EV_PAYMENT_FAILED,
   NTF_EV_PAYMENT_REFUNDED,
+  NTF_EV_ORDER_COMPLETED,
+  NTF_EV_ORDER_FAILED,
   NTF_EV_COUNT_,
 } ntf_event_kind_t;
 
@@ -86,8 +95,11 @@ typedef struct ntf_invalid {
   const char *message;
 } ntf_invalid_t;
 
-/* Validate data for kind and build the draft. Extra fields are ignored
- * (tolerant reader: producers add fields over time). 0, or -1 with *why. */
+/* Validate data for kind and build the draft. Accepts our shapes and the
+ * NestJS tutorial's (PROTOCOL.md section 7): a missing currency is
+ * NTF_CURRENCY_DEFAULT, an amount may be a fractional JavaScript number
+ * (formatted by ntf_format_amount()). Extra fields are ignored (tolerant
+ * reader: producers add fields over time). 0, or -1 with *why. */
 int ntf_build(ntf_event_kind_t kind, const json_t *data, ntf_draft_t *out, ntf_invalid_t *why);
 
 /* Format amount minor units of currency as a decimal with the currency's
@@ -95,8 +107,37 @@ int ntf_build(ntf_event_kind_t kind, const json_t *data, ntf_draft_t *out, ntf_i
  * (3998, "USD") -> "39.98", (500, "JPY") -> "500", (-5, "EUR") -> "-0.05".
  * Returns the length written, or -1 when size is too small (out holds ""). */
 int ntf_format_money(int64_t amount, const char *currency, char *out, size_t size);
-/* Digits after the decimal point for an ISO 4217 code (any case): 0, 2 or 3. */
+/* Digits after the decimal point for an ISO 4217 code (any case): 0, 2, 3 or 4. */
 int ntf_currency_exponent(const char *currency);
+/* Format a fractional amount of minor units (a JavaScript number from a
+ * NestJS peer, e.g. 10.5) as a decimal in major units: the shortest digits
+ * that read back as the same double (what JavaScript prints), with the
+ * decimal point moved by the currency's exponent in the text, so nothing is
+ * rounded: (10.5, "USD") -> "0.105", (1999.5, "JPY") -> "1999.5". Below
+ * 10^-NTF_AMOUNT_ZEROS_MAX the text would be mostly zeros: then scientific,
+ * "5e-326". value must be finite and >= 0. Length, or -1 as above. */
+int ntf_format_amount(double value, const char *currency, char *out, size_t size);
+#define NTF_AMOUNT_ZEROS_MAX 20
+
+/* The eventId of an event whose publisher sent none: "dig_" + the first
+ * 128 bits of SHA-256 over pattern, a NUL, and data as canonical JSON
+ * (compact, keys sorted, ASCII-only escapes, numbers as jansson prints them:
+ * the same double gives the same text). Identical content gives the same id,
+ * so a redelivery stores nothing new. 0, or -1 on ENOMEM. */
+int ntf_event_id_derive(const char *pattern, const json_t *data,
+                        char out[NTF_EVENT_ID_DERIVED_SIZE]);
+
+/* SHA-256 (sha256.c), incremental. */
+#define NTF_SHA256_BYTES 32
+typedef struct ntf_sha256 {
+  uint32_t h[8];
+  uint64_t len;                    /* bytes hashed so far */
+  unsigned char buf[64];           /* a partial block */
+  size_t used;                     /* bytes in buf */
+} ntf_sha256_t;
+void ntf_sha256_init(ntf_sha256_t *s);
+void ntf_sha256_update(ntf_sha256_t *s, const void *data, size_t n);
+void ntf_sha256_final(ntf_sha256_t *s, unsigned char out[NTF_SHA256_BYTES]);
 
 /* The notification object for a draft: {"id","userId","type","title",
  * "message","eventId","eventPattern","orderId","data","requestId",

@@ -204,7 +204,7 @@ static void invalid_and_unknown_events_are_dropped(void **state) {
   assert_int_equal(event(f, "payment_failed", "{\"orderId\":\"o1\",\"userId\":\"u1\"}",
                          "evt\nforged", NULL, NULL),
                    NTF_EVENT_INVALID);
-  assert_int_equal(event(f, "order_completed", "{\"orderId\":\"o1\",\"userId\":\"u1\"}", "evt_d",
+  assert_int_equal(event(f, "inventory_reserved", "{\"orderId\":\"o1\",\"userId\":\"u1\"}", "evt_d",
                          NULL, NULL),
                    NTF_EVENT_UNKNOWN);
   assert_int_equal(f->svc.invalid, 4);
@@ -217,13 +217,16 @@ static void invalid_and_unknown_events_are_dropped(void **state) {
 static void missing_event_id_is_generated(void **state) {
   fixture_t *f = *state;
   static const char data[] = "{\"orderId\":\"o1\",\"userId\":\"u7\",\"newStatus\":\"paid\"}";
+  static const char other[] = "{\"orderId\":\"o1\",\"userId\":\"u7\",\"newStatus\":\"shipped\"}";
   json_t *a = NULL, *b = NULL;
-  /* A plain NestJS emit: no metadata, so no de-duplication either. */
+  /* A plain NestJS emit: no metadata. The id derived from the content makes
+   * a redelivery a duplicate; other content is another event. */
   assert_int_equal(event(f, "order_status_changed", data, NULL, NULL, &a), NTF_EVENT_STORED);
-  assert_int_equal(event(f, "order_status_changed", data, NULL, NULL, &b), NTF_EVENT_STORED);
+  assert_int_equal(event(f, "order_status_changed", data, NULL, NULL, NULL), NTF_EVENT_DUPLICATE);
+  assert_int_equal(event(f, "order_status_changed", other, NULL, NULL, &b), NTF_EVENT_STORED);
   const char *ida = str(a, "eventId"), *idb = str(b, "eventId");
-  assert_memory_equal(ida, NTF_EVENT_ID_PREFIX, strlen(NTF_EVENT_ID_PREFIX));
-  assert_int_equal(strlen(ida), strlen(NTF_EVENT_ID_PREFIX) + 32);
+  assert_memory_equal(ida, NTF_EVENT_ID_DERIVED_PREFIX, strlen(NTF_EVENT_ID_DERIVED_PREFIX));
+  assert_int_equal(strlen(ida), strlen(NTF_EVENT_ID_DERIVED_PREFIX) + NTF_EVENT_ID_DERIVED_HEX);
   assert_string_not_equal(ida, idb);
   json_decref(a);
   json_decref(b);
