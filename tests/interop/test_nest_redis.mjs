@@ -4,7 +4,11 @@
 //     receives the event our order service publishes when an order is
 //     created (through proto-call), with the data unchanged and our metadata;
 // (b) events a NestJS ClientProxy (Transport.REDIS) emits are stored by our
-//     notification daemon and served by get_notifications.
+//     notification daemon and served by get_notifications;
+// (c) every event pattern, in the shape the tutorial's NestJS services emit
+//     it (PROTOCOL.md section 7: no currency, no metadata, JavaScript
+//     numbers with fractions), becomes one notification, and a redelivery of
+//     one stores nothing new.
 // Every wait polls inside a deadline; children are stopped by pid.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,6 +27,7 @@ const PAYMENT_SERVICE = 'services/payment/payment-service';
 const NOTIFICATION_SERVICE = 'services/notification/notification-service';
 const START_ATTEMPTS = 3; // free-port races: try another port this many times
 const EVT_ID = /^evt_[0-9a-f]{32}$/;
+const DIG_ID = /^dig_[0-9a-f]{32}$/; // derived from content: no eventId was sent
 const ISO_MS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
 
 // --- redis-server ----------------------------------------------------------
@@ -331,8 +336,8 @@ describe('NestJS Redis transport and our events', { timeout: 180000 }, () => {
       assert.equal(oc.orderId, orderId);
       assert.equal(oc.eventPattern, 'order_created');
       assert.deepEqual(oc.data, created);
-      // A plain ClientProxy.emit() sends no metadata: a generated event id.
-      assert.match(oc.eventId, /^gen_/);
+      // A plain ClientProxy.emit() sends no metadata: an id derived from the content.
+      assert.match(oc.eventId, DIG_ID);
       assert.equal(oc.requestId, null);
       assert.match(byType.payment_failed.message, /card_declined/);
       assert.ok(byType.payment_failed.message.includes(orderId));
@@ -341,5 +346,76 @@ describe('NestJS Redis transport and our events', { timeout: 180000 }, () => {
       const ev = await waitUntil(() => nestEvents.find((e) => e.data?.orderId === orderId),
         EVENT_TIMEOUT_MS, 'the NestJS handler to see the ClientProxy event');
       assert.deepEqual(ev.data, created);
+    });
+  test('every tutorial event shape a NestJS ClientProxy emits becomes one notification',
+    { timeout: TEST_TIMEOUT_MS }, async () => {
+      const { firstValueFrom } = nest.rxjs;
+      const emit = (pattern, data) =>
+        firstValueFrom(client.emit(pattern, data), { defaultValue: null });
+      // Ids as the tutorial's generateId() makes them.
+      const userId = `user_${Date.now()}_${unique('t')}`;
+      const o1 = `order_${Date.now()}_${unique('a')}`;
+      const o2 = `order_${Date.now()}_${unique('b')}`;
+      const o3 = `order_${Date.now()}_${unique('c')}`;
+      const pay = `payment_${Date.now()}_${unique('p')}`;
+      // [pattern, data exactly as the tutorial's services emit it, type, message]
+      const shapes = [
+        ['order_created', { orderId: o1, userId, totalAmount: 3998,
+          items: [{ productId: 'p1', quantity: 2, price: 1999 }] },
+        'order_confirmation', `Your order ${o1} for 39.98 USD has been received`],
+        // The tutorial's reduce() over prices like 10.5: a fractional total.
+        ['order_created', { orderId: o2, userId, totalAmount: 10.5 * 2 + 0.25,
+          items: [{ productId: 'p1', quantity: 2, price: 10.5 },
+            { productId: 'p2', quantity: 1, price: 0.25 }] },
+        'order_confirmation', `Your order ${o2} for 0.2125 USD has been received`],
+        // The tutorial reads previousStatus after assigning: it equals newStatus.
+        ['order_status_changed', { orderId: o1, userId, newStatus: 'shipped',
+          previousStatus: 'shipped' },
+        'order_status', `Your order ${o1} is now shipped`],
+        ['order_completed', { orderId: o1, userId, totalAmount: 3998 },
+          'order_completed', `Your order ${o1} for 39.98 USD is complete`],
+        ['order_failed', { orderId: o3, userId, reason: `User not found: ${userId}` },
+          'order_failed', `Your order ${o3} could not be completed: User not found: ${userId}`],
+        ['payment_completed', { paymentId: pay, orderId: o2, userId, amount: 21.25 },
+          'payment_receipt', `We received your payment of 0.2125 USD for order ${o2}`],
+        ['payment_failed', { orderId: o3, userId,
+          reason: 'Amount 150000.5 exceeds limit of 100000' },
+        'payment_failed',
+        `Your payment for order ${o3} failed: Amount 150000.5 exceeds limit of 100000`],
+      ];
+      const before = (await call(daemons.notification, 'health', {})).events;
+      for (const [pattern, data] of shapes) await emit(pattern, data);
+      // A redelivery of the first, then a marker: events on one connection
+      // arrive in order, so once the marker is stored the repeat was handled.
+      await emit(shapes[0][0], structuredClone(shapes[0][1]));
+      const marker = { orderId: o3, userId, newStatus: 'cancelled', previousStatus: 'cancelled' };
+      await emit('order_status_changed', marker);
+
+      const page = await waitUntil(async () => {
+        const p = await notificationsOf(userId);
+        return p.notifications.some((n) => n.data?.newStatus === 'cancelled') ? p : null;
+      }, EVENT_TIMEOUT_MS, `the marker notification for ${userId}`);
+      assert.equal(page.total, shapes.length + 1, JSON.stringify(page.notifications, null, 1));
+      for (const [pattern, data, type, message] of shapes) {
+        const n = page.notifications.find((x) => x.eventPattern === pattern &&
+          x.message === message);
+        assert.ok(n, `no ${pattern} notification "${message}" in ` +
+          JSON.stringify(page.notifications.map((x) => x.message)));
+        assert.equal(n.type, type);
+        assert.equal(n.userId, userId);
+        assert.equal(n.orderId, data.orderId);
+        assert.match(n.eventId, DIG_ID);
+        assert.equal(n.requestId, null);
+        // Stored as sent: the fractional JavaScript numbers come back equal.
+        assert.deepEqual(n.data, data);
+      }
+      assert.equal(new Set(page.notifications.map((n) => n.eventId)).size, page.total);
+      // The counter moves after the COMMIT, which a read may precede by a moment.
+      const after = await waitUntil(async () => {
+        const e = (await call(daemons.notification, 'health', {})).events;
+        return e.stored - before.stored >= shapes.length + 1 ? e : null;
+      }, EVENT_TIMEOUT_MS, 'the stored counter');
+      assert.equal(after.duplicates - before.duplicates, 1, JSON.stringify(after));
+      assert.equal(after.invalid, before.invalid, JSON.stringify(after));
     });
 });
