@@ -8,6 +8,7 @@
  * throughput at LOG_LEVEL=info. Errors, a full buffer, exit and detaching
  * write it out at once. */
 #include "proto/log.h"
+#include "proto/config.h"
 #include "proto/error.h"
 #include "proto/util.h"
 
@@ -38,17 +39,16 @@ int proto_log_level_parse(const char *s) {
   return -1;
 }
 
-void proto_log_init(const char *service) {
+int proto_log_init(const char *service) {
+  static const char *const choices[] = {"debug", "info", "warn", "error", NULL};
+  int level;
   log_service = service;
-  const char *lv = getenv("LOG_LEVEL");
-  if (lv && *lv) {
-    int l = proto_log_level_parse(lv);
-    if (l < 0)
-      proto_log(PROTO_LOG_WARN, NULL, "config_invalid",
-                "LOG_LEVEL=%s: expected debug, info, warn or error; using info", lv);
-    else
-      log_min_level = (proto_log_level_t)l;
-  }
+  /* A level nobody can use stops the daemon (the caller exits): a typo would
+   * otherwise hide the debug lines someone asked for. */
+  if (proto_config_choice("LOG_LEVEL", choices, PROTO_LOG_INFO, &level) != 0)
+    return PROTO_EINVAL;
+  log_min_level = (proto_log_level_t)level;
+  return 0;
 }
 
 void proto_log_set_level(proto_log_level_t level) {

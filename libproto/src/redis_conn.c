@@ -25,17 +25,11 @@ int proto_redis_opts_from_env(proto_redis_opts_t *opts) {
   uint64_t queue_max;
   if (!opts)
     return PROTO_EINVAL;
-  if (proto_config_port("REDIS_PORT", PROTO_REDIS_PORT_DEFAULT, &port) != 0)
-    return PROTO_EINVAL;
-  if (port == 0) {
-    proto_log(PROTO_LOG_ERROR, NULL, "config_invalid",
-              "REDIS_PORT=0: expected the port Redis listens on (1 to 65535)");
-    return PROTO_EINVAL;
-  }
-  if (proto_config_u64("EVENTS_QUEUE_MAX", PROTO_EVENTS_QUEUE_MAX_DEFAULT, 1,
+  if (proto_config_host("REDIS_HOST", PROTO_REDIS_HOST_DEFAULT, &opts->host) != 0 ||
+      proto_config_peer_port("REDIS_PORT", PROTO_REDIS_PORT_DEFAULT, &port) != 0 ||
+      proto_config_u64("EVENTS_QUEUE_MAX", PROTO_EVENTS_QUEUE_MAX_DEFAULT, 1,
                        PROTO_EVENTS_QUEUE_MAX_LIMIT, &queue_max) != 0)
     return PROTO_EINVAL;
-  opts->host = proto_config_str("REDIS_HOST", PROTO_REDIS_HOST_DEFAULT);
   opts->port = port;
   opts->password = proto_config_str("REDIS_PASSWORD", NULL);
   opts->queue_max = (size_t)queue_max;

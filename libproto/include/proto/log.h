@@ -19,8 +19,10 @@ typedef enum {
 } proto_log_level_t;
 
 /* Set the service name; the minimum level comes from LOG_LEVEL
- * (debug|info|warn|error, default info). Call once in main. */
-void proto_log_init(const char *service);
+ * (debug|info|warn|error, any case, default info). Call once in main. 0, or
+ * PROTO_EINVAL when LOG_LEVEL is none of these (a config_invalid line is
+ * logged; the daemon should exit 1). */
+int proto_log_init(const char *service);
 
 /* Parse "debug", "info", "warn", "error". -1 when unknown. */
 int proto_log_level_parse(const char *s);
