@@ -5,15 +5,42 @@
 #include "proto/log.h"
 #include "proto/rpc_client.h"
 
+#include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#ifndef NESTC_VERSION
-#define NESTC_VERSION "0.1.0"
-#endif
+/* What --version prints beyond libproto's own libraries (set once in main,
+ * before the arguments are read). */
+static const char *version_name;
+static const proto_daemon_lib_t *version_libs;
+static size_t version_nlibs;
+
+void proto_daemon_set_version(const char *name, const proto_daemon_lib_t *libs, size_t n) {
+  version_name = name;
+  version_libs = libs;
+  version_nlibs = libs ? n : 0;
+}
+
+/* The name without its directory: "--version" used to print the binary's
+ * full path, which says where it was built, not what it is. */
+static const char *base_name(const char *path) {
+  const char *slash = path ? strrchr(path, '/') : NULL;
+  return slash ? slash + 1 : path ? path : "daemon";
+}
+
+static void print_version(const char *argv0) {
+  printf("%s %s\n", version_name ? version_name : base_name(argv0), PROTO_DAEMON_VERSION);
+  printf("libuv %s\n", uv_version_string());
+  printf("jansson %s\n", jansson_version_str());
+  printf("hiredis %d.%d.%d\n", HIREDIS_MAJOR, HIREDIS_MINOR, HIREDIS_PATCH);
+  for (size_t i = 0; i < version_nlibs; i++)
+    printf("%s %s\n", version_libs[i].name ? version_libs[i].name : "?",
+           version_libs[i].version ? version_libs[i].version : "unknown");
+}
 
 int proto_daemon_args(int argc, char **argv, const char *usage) {
   for (int i = 1; i < argc; i++) {
@@ -24,7 +51,7 @@ int proto_daemon_args(int argc, char **argv, const char *usage) {
     if (strcmp(argv[i], "--health") == 0)
       return PROTO_DAEMON_HEALTH_PROBE;
     if (strcmp(argv[i], "--version") == 0) {
-      printf("%s %s\n", argv[0], NESTC_VERSION);
+      print_version(argv[0]);
       return 1;
     }
     fprintf(stderr, "%s: unknown argument '%s'\n\n", argv[0], argv[i]);

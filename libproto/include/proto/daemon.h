@@ -5,6 +5,7 @@
 #ifndef PROTO_DAEMON_H
 #define PROTO_DAEMON_H
 
+#include <stddef.h>
 #include <uv.h>
 
 /* A stop that takes longer than this (drain 10 s + event flush 2 s are the
@@ -20,8 +21,30 @@ typedef struct proto_daemon {
   int stopping;                 /* set once on_stop has been called */
 } proto_daemon_t;
 
+/* The version of the suite, printed by --version. */
+#define PROTO_DAEMON_VERSION "0.1.0"
+
+/* A library a daemon runs on, for --version: {"sqlite", sqlite3_libversion()}. */
+typedef struct proto_daemon_lib {
+  const char *name;
+  const char *version;
+} proto_daemon_lib_t;
+
+/* What --version prints, one "name version" per line on stdout:
+ *   gateway 0.1.0
+ *   libuv 1.44.2        (uv_version_string(): the library loaded at run time)
+ *   jansson 2.14
+ *   hiredis 0.14.1      (hiredis has no run-time version: the headers')
+ *   libmicrohttpd ...   (libs[0..n): the libraries the daemon links beyond
+ *                        libproto's, which libproto must not depend on)
+ * name is the daemon's name ("user-service"); NULL means the basename of
+ * argv[0]. name and libs are borrowed until proto_daemon_args() returns.
+ * Call before proto_daemon_args(); without it --version prints argv[0]'s
+ * basename and libproto's own libraries. */
+void proto_daemon_set_version(const char *name, const proto_daemon_lib_t *libs, size_t n);
+
 /* Handle argv: --help/-h prints usage to stdout and returns 1 (exit 0);
- * --version likewise; --health returns PROTO_DAEMON_HEALTH_PROBE (the daemon
+ * --version likewise (see proto_daemon_set_version()); --health returns PROTO_DAEMON_HEALTH_PROBE (the daemon
  * then runs proto_daemon_health_probe() instead of serving); an unknown
  * argument prints usage to stderr and returns -1 (exit 2); otherwise 0. usage
  * is the full help text (options and the environment variables it reads). */
