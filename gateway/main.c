@@ -9,6 +9,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <microhttpd.h>
 #include <uv.h>
 
 #include "http.h"
@@ -126,15 +127,19 @@ int main(int argc, char **argv) {
   uint64_t max_body, rpc_timeout, max_frame;
   int port, rc, status = 1;
 
+  const proto_daemon_lib_t libs[] = {{"libmicrohttpd", MHD_get_version()}};
+  const char *host;
   usage_text(usage, sizeof(usage));
+  proto_daemon_set_version("gateway", libs, sizeof(libs) / sizeof(libs[0]));
   rc = proto_daemon_args(argc, argv, usage);
   if (rc < 0)
     return 2;
   if (rc == 1)
     return 0;
-  proto_log_init("gateway");
-  const char *host = proto_config_str("LISTEN_HOST", "127.0.0.1");
-  if (proto_config_port("GATEWAY_PORT", GW_PORT_DEFAULT, &port) != 0)
+  if (proto_log_init("gateway") != 0 ||
+      /* MHD binds what getaddrinfo gives: a name works too */
+      proto_config_host("LISTEN_HOST", "127.0.0.1", &host) != 0 ||
+      proto_config_port("GATEWAY_PORT", GW_PORT_DEFAULT, &port) != 0)
     return 1;
   if (rc == PROTO_DAEMON_HEALTH_PROBE)
     return health_probe(host, port);

@@ -18,6 +18,9 @@ static const gw_upstream_spec_t specs[] = {
 
 _Static_assert(sizeof(specs) / sizeof(specs[0]) <= GW_MAX_UPSTREAMS,
                "raise GW_MAX_UPSTREAMS");
+/* A checked host (253 bytes, a trailing dot and the NUL) always fits. */
+_Static_assert(GW_UPSTREAM_HOST_MAX >= PROTO_CONFIG_HOST_MAX_BYTES + 2,
+               "raise GW_UPSTREAM_HOST_MAX");
 
 const gw_upstream_spec_t *gw_upstream_specs(size_t *count) {
   *count = sizeof(specs) / sizeof(specs[0]);
@@ -30,15 +33,13 @@ int gw_upstreams_config(gw_upstreams_t *u) {
   for (size_t i = 0; i < u->count; i++) {
     gw_upstream_t *up = &u->items[i];
     up->spec = &specs[i];
-    const char *host = proto_config_str(specs[i].host_env, "127.0.0.1");
-    if (strlen(host) >= sizeof(up->host)) {
-      proto_log(PROTO_LOG_ERROR, NULL, "config_invalid", "%s: host name too long",
-                specs[i].host_env);
+    const char *host;
+    /* Checked here, at start: an unusable host ("a,b") would otherwise
+     * start a gateway that answers 503 to every request. */
+    if (proto_config_host(specs[i].host_env, "127.0.0.1", &host) != 0 ||
+        proto_config_peer_port(specs[i].port_env, specs[i].default_port, &up->port) != 0)
       return PROTO_EINVAL;
-    }
     snprintf(up->host, sizeof(up->host), "%s", host);
-    if (proto_config_port(specs[i].port_env, specs[i].default_port, &up->port) != 0)
-      return PROTO_EINVAL;
   }
   return 0;
 }

@@ -8,6 +8,7 @@
 #include "notification.h"
 
 #include <curl/curl.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -165,9 +166,9 @@ static int u64_env(const char *name, uint64_t def, uint64_t min, uint64_t max, u
 
 static int read_config(config_t *c) {
   const char *sync_env = proto_config_str("SQLITE_SYNCHRONOUS", "FULL");
-  c->host = proto_config_str("LISTEN_HOST", "127.0.0.1");
   c->data_dir = proto_config_str("DATA_DIR", NTF_DATA_DIR_DEFAULT);
-  if (proto_config_port("NOTIFICATION_SERVICE_PORT", NTF_SERVICE_PORT_DEFAULT, &c->port) != 0)
+  if (proto_config_ip("LISTEN_HOST", "127.0.0.1", &c->host) != 0 ||
+      proto_config_port("NOTIFICATION_SERVICE_PORT", NTF_SERVICE_PORT_DEFAULT, &c->port) != 0)
     return -1;
   if ((c->sync = ntf_sync_parse(sync_env)) < 0) {
     proto_log(PROTO_LOG_ERROR, NULL, "config_invalid",
@@ -177,8 +178,8 @@ static int read_config(config_t *c) {
   if (proto_redis_opts_from_env(&c->redis) != 0 || proto_rpc_server_opts_from_env(&c->rpc) != 0)
     return -1;
   c->redis.name = "notification-events";
-  c->webhook.url = proto_config_str("NOTIFY_WEBHOOK_URL", NULL);
-  if (u64_env("NOTIFY_WEBHOOK_MAX_ATTEMPTS", NTF_WEBHOOK_MAX_ATTEMPTS_DEFAULT, 1,
+  if (proto_config_url("NOTIFY_WEBHOOK_URL", NULL, &c->webhook.url) != 0 ||
+      u64_env("NOTIFY_WEBHOOK_MAX_ATTEMPTS", NTF_WEBHOOK_MAX_ATTEMPTS_DEFAULT, 1,
               NTF_WEBHOOK_MAX_ATTEMPTS_LIMIT, &c->webhook.max_attempts) != 0 ||
       u64_env("NOTIFY_WEBHOOK_TIMEOUT_MS", NTF_WEBHOOK_TIMEOUT_MS_DEFAULT, 1, 600000,
               &c->webhook.timeout_ms) != 0 ||
@@ -206,13 +207,16 @@ int main(int argc, char **argv) {
   config_t cfg = {0};
   int loop_ready = 0, curl_ready = 0, status = EXIT_FAILURE;
 
+  const proto_daemon_lib_t libs[] = {{"sqlite", sqlite3_libversion()},
+                                      {"libcurl", curl_version_info(CURLVERSION_NOW)->version}};
+
+  proto_daemon_set_version("notification-service", libs, sizeof(libs) / sizeof(libs[0]));
   int a = proto_daemon_args(argc, argv, usage);
   if (a == PROTO_DAEMON_HEALTH_PROBE)
     return health_probe();
   if (a != 0)
     return a > 0 ? EXIT_SUCCESS : 2;
-  proto_log_init("notification");
-  if (read_config(&cfg) != 0)
+  if (proto_log_init("notification") != 0 || read_config(&cfg) != 0)
     goto out;
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
     proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "curl_global_init failed");

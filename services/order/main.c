@@ -6,6 +6,7 @@
  */
 #include "order.h"
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -120,15 +121,15 @@ static void on_stop(void *arg) {
 
 static int read_config(config_t *c) {
   const char *sync_env = proto_config_str("SQLITE_SYNCHRONOUS", "FULL");
-  c->host = proto_config_str("LISTEN_HOST", "127.0.0.1");
   c->data_dir = proto_config_str("DATA_DIR", ORDER_DATA_DIR_DEFAULT);
-  c->user_host = proto_config_str("USER_SERVICE_HOST", "127.0.0.1");
-  c->payment_host = proto_config_str("PAYMENT_SERVICE_HOST", "127.0.0.1");
-  if (proto_config_port("ORDER_SERVICE_PORT", ORDER_SERVICE_PORT_DEFAULT, &c->port) != 0 ||
-      proto_config_port("USER_SERVICE_PORT", ORDER_USER_SERVICE_PORT_DEFAULT,
-                        &c->user_port) != 0 ||
-      proto_config_port("PAYMENT_SERVICE_PORT", ORDER_PAYMENT_SERVICE_PORT_DEFAULT,
-                        &c->payment_port) != 0 ||
+  if (proto_config_ip("LISTEN_HOST", "127.0.0.1", &c->host) != 0 ||
+      proto_config_host("USER_SERVICE_HOST", "127.0.0.1", &c->user_host) != 0 ||
+      proto_config_host("PAYMENT_SERVICE_HOST", "127.0.0.1", &c->payment_host) != 0 ||
+      proto_config_port("ORDER_SERVICE_PORT", ORDER_SERVICE_PORT_DEFAULT, &c->port) != 0 ||
+      proto_config_peer_port("USER_SERVICE_PORT", ORDER_USER_SERVICE_PORT_DEFAULT,
+                             &c->user_port) != 0 ||
+      proto_config_peer_port("PAYMENT_SERVICE_PORT", ORDER_PAYMENT_SERVICE_PORT_DEFAULT,
+                             &c->payment_port) != 0 ||
       proto_config_u64("RPC_TIMEOUT_MS", PROTO_RPC_TIMEOUT_MS_DEFAULT, 1,
                        ORDER_RPC_TIMEOUT_MS_MAX, &c->rpc_timeout_ms) != 0 ||
       proto_redis_opts_from_env(&c->redis) != 0 ||
@@ -190,14 +191,15 @@ int main(int argc, char **argv) {
   static app_t app;
   config_t cfg = {0};
   int loop_ready = 0, status = EXIT_FAILURE;
+  const proto_daemon_lib_t libs[] = {{"sqlite", sqlite3_libversion()}};
 
+  proto_daemon_set_version("order-service", libs, sizeof(libs) / sizeof(libs[0]));
   int a = proto_daemon_args(argc, argv, usage);
   if (a == PROTO_DAEMON_HEALTH_PROBE)
     return health_probe();
   if (a != 0)
     return a > 0 ? EXIT_SUCCESS : 2;
-  proto_log_init("order");
-  if (read_config(&cfg) != 0)
+  if (proto_log_init("order") != 0 || read_config(&cfg) != 0)
     goto out;
   if (uv_loop_init(&app.loop) != 0)
     goto out;

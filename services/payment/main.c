@@ -5,6 +5,7 @@
  */
 #include "payment.h"
 
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -100,9 +101,9 @@ static void on_stop(void *arg) {
 
 static int read_config(const char **host, int *port, const char **data_dir, int *sync) {
   const char *sync_env = proto_config_str("SQLITE_SYNCHRONOUS", "FULL");
-  *host = proto_config_str("LISTEN_HOST", "127.0.0.1");
   *data_dir = proto_config_str("DATA_DIR", PAYMENT_DATA_DIR_DEFAULT);
-  if (proto_config_port("PAYMENT_SERVICE_PORT", PAYMENT_SERVICE_PORT_DEFAULT, port) != 0)
+  if (proto_config_ip("LISTEN_HOST", "127.0.0.1", host) != 0 ||
+      proto_config_port("PAYMENT_SERVICE_PORT", PAYMENT_SERVICE_PORT_DEFAULT, port) != 0)
     return -1;
   if ((*sync = payment_sync_parse(sync_env)) < 0) {
     proto_log(PROTO_LOG_ERROR, NULL, "config_invalid",
@@ -119,12 +120,16 @@ int main(int argc, char **argv) {
   const char *host, *data_dir;
   int port, sync, loop_ready = 0, status = EXIT_FAILURE;
 
+  const proto_daemon_lib_t libs[] = {{"sqlite", sqlite3_libversion()}};
+
+  proto_daemon_set_version("payment-service", libs, sizeof(libs) / sizeof(libs[0]));
   int a = proto_daemon_args(argc, argv, usage);
   if (a < 0)
     return 2;
   if (a == 1)
     return EXIT_SUCCESS;
-  proto_log_init("payment");
+  if (proto_log_init("payment") != 0)
+    return EXIT_FAILURE;
   if (a == PROTO_DAEMON_HEALTH_PROBE) {
     if (proto_config_port("PAYMENT_SERVICE_PORT", PAYMENT_SERVICE_PORT_DEFAULT, &port) != 0)
       return EXIT_FAILURE;
