@@ -15,7 +15,42 @@ void valid_verr_add(valid_verrs_t *errs, const char *field, size_t field_len,
                     const char *message) {
   if (errs->n >= VALID_VERR_MAX)
     return; /* enough to act on; the rest would only bloat the reply */
-  errs->e[errs->n++] = (valid_verr_t){field, field_len, message};
+  valid_verr_t *e = &errs->e[errs->n++];
+  e->field = field;
+  e->field_len = field_len;
+  e->message = message;
+  e->path[0] = '\0';
+}
+
+const char *valid_verr_field(const valid_verr_t *e) {
+  return e->field ? e->field : e->path;
+}
+
+/* Keep at most max of s's len bytes, not splitting a UTF-8 character. */
+static size_t utf8_cut(const char *s, size_t len, size_t max) {
+  if (len <= max)
+    return len;
+  while (max > 0 && ((unsigned char)s[max] & 0xC0) == 0x80)
+    max--;
+  return max;
+}
+
+void valid_verrs_nest(valid_verrs_t *errs, const char *prefix, const valid_verrs_t *inner) {
+  size_t plen = utf8_cut(prefix, strlen(prefix), VALID_VERR_PATH_MAX_BYTES - 1);
+  for (size_t i = 0; i < inner->n && errs->n < VALID_VERR_MAX; i++) {
+    const valid_verr_t *in = &inner->e[i];
+    valid_verr_t *e = &errs->e[errs->n++];
+    /* The path is the entry's own: the prefix is usually a caller's buffer
+     * that is gone by the time the reply is built. */
+    size_t flen = utf8_cut(valid_verr_field(in), in->field_len,
+                           VALID_VERR_PATH_MAX_BYTES - 1 - plen);
+    memcpy(e->path, prefix, plen);
+    memcpy(e->path + plen, valid_verr_field(in), flen);
+    e->path[plen + flen] = '\0';
+    e->field = NULL;
+    e->field_len = plen + flen;
+    e->message = in->message;
+  }
 }
 
 void valid_verr_add_static(valid_verrs_t *errs, const char *field, const char *message) {
@@ -42,13 +77,8 @@ void valid_reject_unknown(const json_t *obj, const char *const *allowed, valid_v
       continue;
     /* Echo at most VALID_VERR_FIELD_MAX_BYTES of a hostile key, cut on a
      * character boundary so the reply stays valid UTF-8. */
-    size_t klen = strlen(key);
-    if (klen > VALID_VERR_FIELD_MAX_BYTES) {
-      klen = VALID_VERR_FIELD_MAX_BYTES;
-      while (klen > 0 && ((unsigned char)key[klen] & 0xC0) == 0x80)
-        klen--;
-    }
-    valid_verr_add(errs, key, klen, VALID_MSG_NOT_ALLOWED);
+    valid_verr_add(errs, key, utf8_cut(key, strlen(key), VALID_VERR_FIELD_MAX_BYTES),
+                   VALID_MSG_NOT_ALLOWED);
   }
 }
 
@@ -151,12 +181,13 @@ json_t *valid_error_object(const valid_verrs_t *errs) {
   msg[0] = '\0';
   for (size_t i = 0; i < errs->n; i++) {
     const valid_verr_t *e = &errs->e[i];
-    json_t *d = json_pack("{s:s%, s:s}", "field", e->field, e->field_len, "message",
+    const char *field = valid_verr_field(e);
+    json_t *d = json_pack("{s:s%, s:s}", "field", field, e->field_len, "message",
                           e->message);
     if (!d || json_array_append_new(details, d) != 0)
       goto fail;
     used += (size_t)snprintf(msg + used, cap - used, "%s%.*s %s", i ? "; " : "",
-                             (int)e->field_len, e->field, e->message);
+                             (int)e->field_len, field, e->message);
   }
   json_t *err = proto_error_object(400, "VALIDATION_FAILED", msg, details);
   free(msg);

@@ -13,6 +13,8 @@
 
 #define VALID_VERR_MAX 8                /* field errors reported per request */
 #define VALID_VERR_FIELD_MAX_BYTES 64   /* an unknown field's name is cut to this */
+#define VALID_VERR_PATH_MAX_BYTES 96    /* a nested field's path with its NUL: "items[99]."
+                                         * plus a cut name fits */
 
 #define VALID_MSG_REQUIRED "is required"
 #define VALID_MSG_STRING "must be a string"
@@ -22,11 +24,14 @@
 #define VALID_MSG_OBJECT "must be an object"
 
 /* One field error. field borrows from the validated data (or is static) and
- * is field_len bytes, not NUL-terminated; message is static. */
+ * is field_len bytes, not NUL-terminated; message is static. A nested field
+ * (valid_verrs_nest) has no field to borrow: field is NULL and its path is
+ * in path. Read the name with valid_verr_field(). */
 typedef struct valid_verr {
   const char *field;
   size_t field_len;
   const char *message;
+  char path[VALID_VERR_PATH_MAX_BYTES]; /* when field is NULL: the name, NUL-terminated */
 } valid_verr_t;
 
 typedef struct valid_verrs {
@@ -39,6 +44,17 @@ void valid_verr_add(valid_verrs_t *errs, const char *field, size_t field_len,
                     const char *message);
 /* The same for a NUL-terminated field name. */
 void valid_verr_add_static(valid_verrs_t *errs, const char *field, const char *message);
+
+/* The field's name, e->field_len bytes: e->field, or e->path for a nested
+ * field. Borrowed from e (or the data): valid while both are. */
+const char *valid_verr_field(const valid_verr_t *e);
+
+/* Append the errors of a nested value (an array element, say, checked with
+ * the readers below into inner) to errs, each named prefix + its field
+ * ("items[2]." + "price"; prefix "items[2]" with an empty field names the
+ * element itself). The name is copied into the entry's path, cut on a UTF-8
+ * character boundary to fit; beyond VALID_VERR_MAX the rest is dropped. */
+void valid_verrs_nest(valid_verrs_t *errs, const char *prefix, const valid_verrs_t *inner);
 
 /* Start a validation: clear errs; false (with "data must be an object")
  * when data is not an object. */
