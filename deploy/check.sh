@@ -11,9 +11,9 @@
 #    Kubernetes (deploy/validate/consistency.mjs), and deliberately broken
 #    copies are caught;
 # 4. the Dockerfile builds with the same scripts as `make run` (scripts/run.sh).
-# Installs what is missing with apt-get when root (docker-compose, yamllint,
-# kubernetes-client) and npm ci's deploy/validate. Exits non-zero, naming each
-# failed check, when anything fails.
+# Installs what is missing (scripts/deps.sh check: docker-compose, yamllint,
+# kubernetes-client; Node.js >= 20 must be there already) and npm ci's
+# deploy/validate. Exits non-zero, naming each failed check, when anything fails.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 tmp=$(mktemp -d)
@@ -24,26 +24,9 @@ step() { echo "== $*"; }
 ok() { echo "ok: $*"; }
 bad() { echo "FAIL: $*" >&2; failed+=("$*"); }
 
-# ---- tools -----------------------------------------------------------------------
-need_pkgs=()
-command -v docker-compose >/dev/null || need_pkgs+=(docker-compose)
-command -v yamllint >/dev/null || need_pkgs+=(yamllint)
-command -v kubectl >/dev/null || need_pkgs+=(kubernetes-client)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
-  if [ "$(id -u)" = 0 ]; then
-    echo "check: installing ${need_pkgs[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
-  else
-    echo "check: missing packages. Run:  sudo apt-get install -y ${need_pkgs[*]}" >&2
-    exit 1
-  fi
-fi
-if ! command -v node >/dev/null || ! command -v npm >/dev/null ||
-   [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
-  echo "check: Node.js >= 20 with npm is needed (as for make test)" >&2
-  exit 1
-fi
+# ---- tools ----------------------------------------------------------------------
+# scripts/deps.list, step check: docker-compose, yamllint, kubectl, Node.js >= 20.
+scripts/deps.sh check || { echo "check: a package or command is missing (above)" >&2; exit 1; }
 v=deploy/validate
 if [ ! -d $v/node_modules ] || [ $v/package-lock.json -nt $v/node_modules/.package-lock.json ]; then
   (cd $v && npm ci --no-audit --no-fund --loglevel=error) || { echo "check: npm ci failed" >&2; exit 1; }

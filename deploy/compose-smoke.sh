@@ -33,19 +33,12 @@ log() { echo "smoke: $(date +%T) $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 started=$(date +%s)
 
-# ---- packages -------------------------------------------------------------------
-pkgs=(podman docker-compose debootstrap runc netavark aardvark-dns uidmap curl python3)
-missing=()
-for p in "${pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  [ "$(id -u)" = 0 ] || die "run as root, or first: sudo apt-get install -y ${missing[*]}"
-  log "installing ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  timeout 300 apt-get update -qq
-  timeout 600 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+# ---- packages and commands ------------------------------------------------------
+# scripts/deps.list, step smoke: installs what is missing (iptables included:
+# netavark runs it) and fails, naming the command and its package, when a
+# command this script or podman runs is not there.
+log "checking packages and commands (scripts/deps.sh smoke)"
+scripts/deps.sh smoke || die "scripts/deps.sh smoke: a package or command is missing (above)"
 [ "$(id -u)" = 0 ] || die "podman here runs as root: run as root"
 
 # ---- private podman settings and state --------------------------------------------------

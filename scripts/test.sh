@@ -5,7 +5,15 @@
 # the deployment checks and the container walkthrough.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/deps.sh test
+# Every package and command of every step this run reaches (scripts/deps.list),
+# checked up front: a missing one fails here, not after the tests.
+if [ $# -gt 0 ]; then
+  scripts/deps.sh test
+elif [ "${NESTC_SKIP_COMPOSE_SMOKE:-0}" = 1 ]; then
+  scripts/deps.sh test check
+else
+  scripts/deps.sh test check smoke
+fi
 build=${BUILD_DIR:-build-asan}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DNESTC_SANITIZE=ON -DNESTC_WERROR=ON >/dev/null
 cmake --build "$build" -j"$(nproc)"
