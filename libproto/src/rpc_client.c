@@ -20,9 +20,14 @@
 
 #define CALL_ID_HEX_DIGITS 16
 
-/* At most one connection attempt per this interval is started by calls
- * finding the peer down (see kick_reconnect). */
-#define KICK_INTERVAL_MS 100u
+/* After an attempt that calls were waiting for fails, the peer is known to
+ * be down for this long: calls fail at once instead of each waiting for an
+ * attempt of its own (see call_needs_attempt). A new attempt ends it early. */
+#define KNOWN_DOWN_MS 100u
+
+/* How soon an attempt a call asked for is tried again while the previous
+ * attempt's socket or lookup is still winding down. */
+#define WIND_DOWN_RETRY_MS 10u
 
 typedef enum {
   CC_IDLE,        /* not connected; backoff timer may be running */
@@ -52,8 +57,8 @@ typedef struct cconn {
   int gai_pending;             /* gai_req in flight (it owns the struct meanwhile) */
   int handles_open;            /* handles whose close callback is pending or not closed */
   int failed_last;             /* the last connection attempt failed */
+  int attempt_due;             /* a call moved the next attempt to now (timer due) */
   unsigned backoff_ms;
-  uint64_t last_attempt_ms;    /* when the last connection attempt started */
   call_list_t inflight;        /* calls written on this connection */
   proto__outbuf_t out;         /* requests corked during a burst */
 } cconn_t;
@@ -82,6 +87,7 @@ struct proto_rpc_client {
   uv_timer_t deadline_timer;
   call_t *dl_head, *dl_tail;
   call_list_t waiting;         /* sent while no connection was ready */
+  uint64_t down_until_ms;      /* known down (calls fail at once) until then; 0: not */
   call_t **buckets;            /* id -> call */
   size_t nbuckets;
   size_t pending;
@@ -223,8 +229,12 @@ static void call_complete(proto_rpc_client_t *cli, call_t *c, int status,
 static void on_deadline(uv_timer_t *t) {
   proto_rpc_client_t *cli = t->data;
   uint64_t now = proto_now_ms();
-  while (cli->dl_head && cli->dl_head->deadline_ms <= now && !cli->closing)
-    call_complete(cli, cli->dl_head, PROTO_ETIMEDOUT, NULL, NULL);
+  while (cli->dl_head && cli->dl_head->deadline_ms <= now && !cli->closing) {
+    call_t *c = cli->dl_head;
+    /* A call still waiting for a connection never reached the peer: it is
+     * unavailable, not slow (a caller may safely treat it as not done). */
+    call_complete(cli, c, c->conn ? PROTO_ETIMEDOUT : PROTO_EUNAVAIL, NULL, NULL);
+  }
   deadline_rearm(cli);
 }
 
@@ -259,10 +269,11 @@ static cconn_t *pick_ready(proto_rpc_client_t *cli) {
   return NULL;
 }
 
-static int any_attempt_hopeful(const proto_rpc_client_t *cli) {
+/* A connection attempt is in progress or due now: a call may wait for it. */
+static int any_attempt_pending(const proto_rpc_client_t *cli) {
   for (unsigned i = 0; i < cli->nconns; i++) {
     const cconn_t *cc = &cli->conns[i];
-    if ((cc->state == CC_RESOLVING || cc->state == CC_CONNECTING) && !cc->failed_last)
+    if (cc->state == CC_RESOLVING || cc->state == CC_CONNECTING || cc->attempt_due)
       return 1;
   }
   return 0;
@@ -286,9 +297,15 @@ static void on_cc_handle_closed(uv_handle_t *h);
 static void client_free_if_done(proto_rpc_client_t *cli);
 static void schedule_reconnect(cconn_t *cc);
 
+/* The attempt the waiting calls were waiting for failed and none is left:
+ * they fail, and the peer is known down for KNOWN_DOWN_MS (set before their
+ * callbacks run, so a call they make fails at once rather than starting yet
+ * another attempt). An attempt nobody waited for leaves no such mark: the
+ * peer may have come up since. */
 static void fail_waiting_if_hopeless(proto_rpc_client_t *cli) {
-  if (pick_ready(cli) || any_attempt_hopeful(cli))
+  if (!cli->waiting.head || pick_ready(cli) || any_attempt_pending(cli))
     return;
+  cli->down_until_ms = proto_now_ms() + KNOWN_DOWN_MS;
   while (cli->waiting.head)
     call_complete(cli, cli->waiting.head, PROTO_EUNAVAIL, NULL, NULL);
 }
@@ -337,8 +354,12 @@ static void conn_lost(cconn_t *cc, int status, const char *why) {
 static void on_backoff_done(uv_timer_t *t) {
   cconn_t *cc = t->data;
   if (cc->tcp_open || cc->gai_pending) {
-    /* the previous attempt is still winding down: try again shortly */
-    uv_timer_start(&cc->timer, on_backoff_done, cc->cli->opts.backoff_min_ms, 0);
+    /* The previous attempt is still winding down: try again shortly (soon
+     * when calls wait for this attempt). A timer that is not closing starts. */
+    unsigned delay = cc->cli->opts.backoff_min_ms;
+    if (cc->attempt_due && delay > WIND_DOWN_RETRY_MS)
+      delay = WIND_DOWN_RETRY_MS;
+    (void)uv_timer_start(&cc->timer, on_backoff_done, delay, 0);
     return;
   }
   conn_connect(cc);
@@ -498,7 +519,8 @@ static void conn_connect(cconn_t *cc) {
   hints.ai_socktype = SOCK_STREAM;
   snprintf(port, sizeof(port), "%d", cli->port);
   cc->state = CC_RESOLVING;
-  cc->last_attempt_ms = proto_now_ms();
+  cc->attempt_due = 0;
+  cli->down_until_ms = 0; /* the known-down interval ends when an attempt starts */
   cc->gai_req.data = cc;
   uv_timer_start(&cc->timer, on_connect_timeout, cli->opts.connect_timeout_ms, 0);
   int rc = uv_getaddrinfo(cli->loop, &cc->gai_req, on_resolved, cli->host, port, &hints);
@@ -510,21 +532,25 @@ static void conn_connect(cconn_t *cc) {
   cc->handles_open++;
 }
 
-/* A call found no connection and no hopeful attempt. The backoff may still
- * have seconds to run while the peer is already back (it restarted): move
- * one waiting connection's retry to now, at most once per KICK_INTERVAL_MS,
- * so the 503s after a restart last one attempt rather than the backoff. The
- * call itself still fails fast. The retry runs from the timer, never inside
- * the caller's send. */
-static void kick_reconnect(proto_rpc_client_t *cli) {
-  uint64_t now = proto_now_ms();
+/* A call found no ready connection and no attempt in progress. Unless the
+ * peer is known down (an attempt calls waited for failed just now), move one
+ * idle connection's next attempt to now, however long its backoff still has
+ * to run (the peer may have come up meanwhile), so the call can wait for it.
+ * The attempt starts from the timer, never inside the caller's send, so no
+ * callback runs there. 0, or PROTO_EUNAVAIL: fail the call at once. */
+static int call_needs_attempt(proto_rpc_client_t *cli) {
+  if (proto_now_ms() < cli->down_until_ms)
+    return PROTO_EUNAVAIL;
   for (unsigned i = 0; i < cli->nconns; i++) {
     cconn_t *cc = &cli->conns[i];
-    if (cc->state != CC_IDLE || now - cc->last_attempt_ms < KICK_INTERVAL_MS)
+    if (cc->state != CC_IDLE)
       continue;
-    uv_timer_start(&cc->timer, on_backoff_done, 0, 0); /* replaces the backoff */
-    return;
+    if (uv_timer_start(&cc->timer, on_backoff_done, 0, 0) != 0) /* replaces the backoff */
+      return PROTO_EUNAVAIL;
+    cc->attempt_due = 1;
+    return 0;
   }
+  return PROTO_EUNAVAIL;
 }
 
 /* --- public API ---------------------------------------------------------- */
@@ -613,8 +639,7 @@ int proto_rpc_client_send_pattern(proto_rpc_client_t *cli, const json_t *pattern
     return PROTO_ECLOSED;
   }
   cconn_t *cc = pick_ready(cli);
-  if (!cc && !any_attempt_hopeful(cli)) {
-    kick_reconnect(cli);
+  if (!cc && !any_attempt_pending(cli) && call_needs_attempt(cli) != 0) {
     json_decref(data);
     return PROTO_EUNAVAIL;
   }

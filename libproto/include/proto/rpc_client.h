@@ -3,18 +3,25 @@
  * Connects to host:port over one or more connections, multiplexes concurrent
  * calls and matches replies by id. Every call completes exactly once, with a
  * status: PROTO_OK (reply), PROTO_EREMOTE (error reply: `err` set),
- * PROTO_ETIMEDOUT (its deadline passed), PROTO_ECONNLOST (connection lost
- * while in flight), PROTO_EUNAVAIL (no connection to the peer) or
- * PROTO_ECANCELED (client closed). The result and the JSON it points to are
- * borrowed for the duration of the callback only.
+ * PROTO_ETIMEDOUT (its deadline passed after it was written), PROTO_ECONNLOST
+ * (connection lost while in flight), PROTO_EUNAVAIL (no connection to the
+ * peer came up: the call was never written, also when its deadline passed
+ * while it waited for one) or PROTO_ECANCELED (client closed). The result and
+ * the JSON it points to are borrowed for the duration of the callback only.
  *
- * After the peer goes away the client reconnects with exponential backoff.
- * While no connection is up and the last attempt failed, calls fail at once
- * with PROTO_EUNAVAIL (a gateway answers 503 rather than waiting); calls made
- * while a connection attempt is in progress wait for it, within their deadline.
- * A call that fails so also moves the next attempt to now (at most one such
- * attempt per 100 ms): once a restarted peer is back, the calls that follow
- * find it within milliseconds instead of after the rest of the backoff.
+ * The first connection attempt starts in proto_rpc_client_new(); after a
+ * failure or a lost connection the client retries with exponential backoff.
+ * A call that finds no connection up does not fail for that alone: it waits,
+ * within its own deadline, for the attempt in progress, or, when the backoff
+ * is all that holds the next attempt, starts one now (from the loop, never
+ * inside send) and waits for it. So the first call after the peer comes up,
+ * in whatever order the two were started, goes out on the new connection.
+ * Only while the peer is known down, from the failure of an attempt that
+ * calls were waiting for until 100 ms later or the next attempt starts,
+ * whichever comes first, do calls fail at once with PROTO_EUNAVAIL (a gateway answers 503 rather than queueing a
+ * burst behind attempts that will fail). A refused connection fails its
+ * waiting calls within a loop turn or two; a peer that drops SYNs holds them
+ * up to the connect timeout (2 s by default) or their deadline.
  *
  * If proto_rpc_client_send() returns an error, the callback will not run.
  */
@@ -59,9 +66,9 @@ proto_rpc_client_t *proto_rpc_client_new(uv_loop_t *loop, const char *name,
  * data is stolen (also on error). request_id (may be NULL) goes into
  * metadata.requestId; timeout_ms 0 means the client's default; the remaining
  * budget goes into metadata.timeoutMs. 0, or PROTO_ENOMEM, PROTO_ECLOSED (the
- * client is closing), PROTO_EUNAVAIL (no connection and the last attempt
- * failed: fail fast, the caller answers 503) or PROTO_ECONNLOST (the write
- * failed at once). The callback never runs inside this function. */
+ * client is closing), PROTO_EUNAVAIL (the peer is known down, see above: fail
+ * fast, the caller answers 503) or PROTO_ECONNLOST (the write failed at
+ * once). The callback never runs inside this function. */
 int proto_rpc_client_send(proto_rpc_client_t *cli, const char *cmd, json_t *data,
                           const char *request_id, uint32_t timeout_ms,
                           proto_rpc_cb cb, void *arg);

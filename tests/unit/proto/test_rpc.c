@@ -1,7 +1,8 @@
 /* test_rpc.c: the RPC server and client together on one loop: replies,
  * errors, unknown patterns, events, deadlines, lost connections, fast failure
- * while the peer is down, recovery after it restarts, cancellation on close.
- * Every test arms a watchdog and ends with uv_loop_close() == 0. */
+ * while the peer is down, recovery after it restarts, cancellation on close
+ * (a peer that is down or coming up: test_rpc_reconnect.c). Every test arms a
+ * watchdog and ends with uv_loop_close() == 0. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -324,54 +325,6 @@ static void test_connection_lost_then_unavailable_then_recovers(void **state) {
   result_clear(&back);
 }
 
-static void on_tick(uv_timer_t *t) {
-  (void)t; /* only wakes the loop */
-}
-
-static void on_tick_closed(uv_handle_t *h) {
-  *(int *)h->data = 1;
-}
-
-static void test_call_while_down_reconnects_now(void **state) {
-  fixture_t *f = *state;
-  int port = f->port;
-  /* A client whose retry after losing its connection is 10 s away. */
-  proto_rpc_client_opts_t o = {.timeout_ms = 2000, .backoff_min_ms = 10000,
-                               .backoff_max_ms = 10000};
-  proto_rpc_client_t *c = proto_rpc_client_new(&f->loop, "slow", "127.0.0.1", port, &o);
-  uv_timer_t tick;
-  assert_int_equal(uv_timer_init(&f->loop, &tick), 0);
-  assert_int_equal(uv_timer_start(&tick, on_tick, 10, 10), 0);
-  while (!proto_rpc_client_connected(c))
-    uv_run(&f->loop, UV_RUN_ONCE);
-  stop_server(f);
-  while (proto_rpc_client_connected(c))
-    uv_run(&f->loop, UV_RUN_ONCE);
-  start_server(f, port); /* back at once, as after a restart */
-  /* Calls fail fast while the client is down, and make it try now: it is
-   * connected again long before its backoff would have let it. */
-  uint64_t deadline = proto_now_ms() + 5000;
-  result_t r = {0};
-  int rc;
-  unsigned refused = 0;
-  while ((rc = proto_rpc_client_send(c, "echo", json_true(), NULL, 0, on_result, &r)) != 0) {
-    assert_int_equal(rc, PROTO_EUNAVAIL);
-    refused++;
-    assert_true(proto_now_ms() < deadline);
-    uv_run(&f->loop, UV_RUN_ONCE);
-  }
-  assert_true(refused >= 1u);
-  wait_result(f, &r);
-  assert_int_equal(r.status, PROTO_OK);
-  result_clear(&r);
-  proto_rpc_client_close(c);
-  int closed = 0;
-  tick.data = &closed;
-  uv_close((uv_handle_t *)&tick, on_tick_closed);
-  while (!closed) /* the handle lives on this stack */
-    uv_run(&f->loop, UV_RUN_ONCE);
-}
-
 static void test_close_cancels_pending(void **state) {
   fixture_t *f = *state;
   result_t r = {0};
@@ -414,7 +367,6 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_event_reaches_handler, setup, teardown),
       cmocka_unit_test_setup_teardown(test_connection_lost_then_unavailable_then_recovers,
                                       setup, teardown),
-      cmocka_unit_test_setup_teardown(test_call_while_down_reconnects_now, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_cancels_pending, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refused_port_fails_fast, setup, teardown),
   };
