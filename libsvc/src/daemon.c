@@ -14,6 +14,7 @@
 
 #define USAGE_MAX_BYTES 8192
 #define ENV_NAME_MAX_BYTES 64
+#define DAEMON_NAME_MAX_BYTES 64
 
 typedef struct app {
   const svc_def_t *def;
@@ -87,9 +88,10 @@ static void build_usage(const svc_def_t *def, char *buf, size_t size) {
 static int read_config(const svc_def_t *def, svc_config_t *c) {
   char name[ENV_NAME_MAX_BYTES];
   uint64_t timeout = PROTO_RPC_TIMEOUT_MS_DEFAULT;
-  c->listen_host = proto_config_str("LISTEN_HOST", SVC_LISTEN_HOST_DEFAULT);
   c->data_dir = proto_config_str("DATA_DIR", SVC_DATA_DIR_DEFAULT);
-  if (proto_config_port(def->port_env, def->port_default, &c->port) != 0 ||
+  /* An IP literal: the listener binds without resolving names. */
+  if (proto_config_ip("LISTEN_HOST", SVC_LISTEN_HOST_DEFAULT, &c->listen_host) != 0 ||
+      proto_config_port(def->port_env, def->port_default, &c->port) != 0 ||
       proto_rpc_server_opts_from_env(&c->server) != 0)
     return -1;
   if (def->store_open && store_sync_from_env(&c->sync) != 0)
@@ -229,15 +231,21 @@ static int start(app_t *app) {
 int svc_main(int argc, char **argv, const svc_def_t *def) {
   static app_t app;
   static char usage[USAGE_MAX_BYTES];
+  static char name[DAEMON_NAME_MAX_BYTES];
   int loop_ready = 0, status = EXIT_FAILURE;
 
+  /* --version: the store is SQLite, so a service with one runs on it too. */
+  const proto_daemon_lib_t libs[] = {{"sqlite", sqlite3_libversion()}};
+  snprintf(name, sizeof(name), "%s-service", def->name);
+  proto_daemon_set_version(name, def->store_open ? libs : NULL, def->store_open ? 1 : 0);
   build_usage(def, usage, sizeof(usage));
   int a = proto_daemon_args(argc, argv, usage);
   if (a == PROTO_DAEMON_HEALTH_PROBE)
     return health_probe(def);
   if (a != 0)
     return a > 0 ? EXIT_SUCCESS : 2;
-  proto_log_init(def->name);
+  if (proto_log_init(def->name) != 0)
+    return EXIT_FAILURE; /* a bad LOG_LEVEL, reported */
   app.def = def;
   if (read_config(def, &app.cfg) != 0)
     goto out;

@@ -12,9 +12,11 @@
  *   int main(int argc, char **argv) { return svc_main(argc, argv, &def); }
  *
  * svc_main() prints --help (the service's text plus every shared setting),
- * --version, runs --health, reads the shared settings once (LISTEN_HOST, the
- * port, DATA_DIR, SQLITE_SYNCHRONOUS, RPC_*, REDIS_*, the upstreams'
- * *_SERVICE_HOST/PORT), refusing a bad value with a message that names it,
+ * --version ("<name>-service", libproto's libraries, and sqlite when the
+ * service has a store), runs --health, reads the shared settings once
+ * (LOG_LEVEL, LISTEN_HOST -- an IP literal --, the port, DATA_DIR,
+ * SQLITE_SYNCHRONOUS, RPC_*, REDIS_*, the upstreams' *_SERVICE_HOST/PORT),
+ * refusing a bad value with a message that names it,
  * then opens the store and its commit group, the publisher and the upstream
  * clients, calls start(), listens and announces. On SIGTERM/SIGINT the stop
  * order is: stopping(), the server drains what is in flight, stopped(), the
