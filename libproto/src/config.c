@@ -9,10 +9,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define CONFIG_IP_TEXT_MAX_BYTES 64      /* INET6_ADDRSTRLEN (46) and room to spare */
 #define CONFIG_CHOICES_TEXT_MAX_BYTES 256
@@ -298,6 +301,69 @@ int proto_config_url(const char *name, const char *def, const char **out) {
     return invalid(name, url_shown(v, shown, sizeof(shown)),
                    "an http:// or https:// URL with one valid host and an optional port "
                    "from 1 to 65535 (no spaces)");
+  *out = v;
+  return 0;
+}
+
+/* --- directories ------------------------------------------------------------- */
+
+/* Why path cannot be (or become) a writable directory, into why; 0 when it
+ * can. Walks up to the nearest existing ancestor: what mkdir -p would need. */
+static int dir_problem(const char *path, char *why, size_t size) {
+  char p[PATH_MAX];
+  struct stat st;
+  if (strlen(path) >= sizeof(p)) {
+    snprintf(why, size, "the path is longer than %d bytes", PATH_MAX - 1);
+    return -1;
+  }
+  snprintf(p, sizeof(p), "%s", path);
+  for (;;) {
+    if (stat(p, &st) == 0) {
+      if (!S_ISDIR(st.st_mode)) {
+        snprintf(why, size, "%s is not a directory", p);
+        return -1;
+      }
+      if (access(p, W_OK | X_OK) != 0) {
+        snprintf(why, size, "%s is not writable by this process", p);
+        return -1;
+      }
+      return 0;
+    }
+    if (errno != ENOENT) {
+      snprintf(why, size, "%s: %s", p, strerror(errno));
+      return -1;
+    }
+    if (strcmp(p, ".") == 0 || strcmp(p, "/") == 0) {
+      snprintf(why, size, "%s is missing", p); /* a removed working directory */
+      return -1;
+    }
+    /* Missing: its parent must let us create it. */
+    char *slash = strrchr(p, '/');
+    while (slash && slash > p && slash[1] == '\0') { /* "a/b/" */
+      *slash = '\0';
+      slash = strrchr(p, '/');
+    }
+    if (!slash)
+      snprintf(p, sizeof(p), ".");
+    else if (slash == p)
+      p[1] = '\0'; /* "/x" -> "/" */
+    else
+      *slash = '\0';
+  }
+}
+
+int proto_config_dir(const char *name, const char *def, const char **out) {
+  char why[PATH_MAX + 64], expected[PATH_MAX + 160];
+  const char *v = env_value(name);
+  if (!v) {
+    *out = def;
+    return 0;
+  }
+  if (dir_problem(v, why, sizeof(why)) != 0) {
+    snprintf(expected, sizeof(expected),
+             "a directory this process can write, or one it can create (%s)", why);
+    return invalid(name, v, expected);
+  }
   *out = v;
   return 0;
 }

@@ -60,6 +60,13 @@ int proto_config_choice(const char *name, const char *const *choices, int def, i
  * "://" up to '@', so a password is never logged. 0 or PROTO_EINVAL. */
 int proto_config_url(const char *name, const char *def, const char **out);
 
+/* A directory the daemon keeps files in (DATA_DIR): an existing directory it
+ * can write to, or a path it can create, i.e. whose nearest existing
+ * ancestor is such a directory. Nothing is created here. *out is the value
+ * or def (def itself is not checked: the store reports what it cannot do).
+ * 0 or PROTO_EINVAL (the message says which part of the path is wrong). */
+int proto_config_dir(const char *name, const char *def, const char **out);
+
 /* The checks behind the getters, on a string: non-zero when valid. */
 int proto_config_host_valid(const char *s);
 int proto_config_ip_valid(const char *s);

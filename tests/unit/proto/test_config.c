@@ -273,6 +273,38 @@ static void test_bool(void **state) {
   assert_refused(f, proto_config_bool(VAR, 0, &out), "maybe", "true or false");
 }
 
+static void test_dir(void **state) {
+  fx_t *f = *state;
+  char dir[256], file[300], deep[400];
+  const char *out = NULL;
+  const char *tmp = getenv("TMPDIR");
+  snprintf(dir, sizeof(dir), "%s/config-dir-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  assert_non_null(mkdtemp(dir));
+  snprintf(file, sizeof(file), "%s/file", dir);
+  FILE *fp = fopen(file, "w");
+  assert_non_null(fp);
+  fclose(fp);
+  /* an existing directory, and paths that can be created under it */
+  const char *ok[] = {dir, deep};
+  snprintf(deep, sizeof(deep), "%s/a/b/c/", dir);
+  for (size_t i = 0; i < 2; i++) {
+    assert_int_equal(setenv(VAR, ok[i], 1), 0);
+    assert_int_equal(proto_config_dir(VAR, "./var", &out), 0);
+    assert_string_equal(out, ok[i]);
+  }
+  assert_int_equal(setenv(VAR, "relative/not/yet", 1), 0);
+  assert_int_equal(proto_config_dir(VAR, "./var", &out), 0);
+  assert_nothing_logged(f);
+  /* a file, and a path through a file */
+  assert_int_equal(setenv(VAR, file, 1), 0);
+  assert_refused(f, proto_config_dir(VAR, "./var", &out), file, "is not a directory");
+  snprintf(deep, sizeof(deep), "%s/sub/db", file);
+  assert_int_equal(setenv(VAR, deep, 1), 0);
+  assert_refused(f, proto_config_dir(VAR, "./var", &out), deep, "a directory this process");
+  unlink(file);
+  rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_host_accepts, setup, teardown),
@@ -282,6 +314,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_choice, setup, teardown),
       cmocka_unit_test_setup_teardown(test_url, setup, teardown),
       cmocka_unit_test_setup_teardown(test_bool, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_dir, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
