@@ -151,14 +151,18 @@ static void req_fail(gw_req_t *r, unsigned status, const char *message) {
   req_answer(r, status, gw_error_body(status, message, r->request_id));
 }
 
-/* As req_fail, for an error known before the body is read: the body is
+/* As req_answer, for an error known before the body is read: the body is
  * still received (and dropped) so the connection stays usable. */
-static void req_fail_early(gw_req_t *r, unsigned status, const char *message) {
-  req_fail(r, status, message);
+static void req_answer_early(gw_req_t *r, unsigned status, json_t *body) {
+  req_answer(r, status, body);
   r->state = REQ_DISCARD;
   free(r->body);
   r->body = NULL;
   r->body_len = r->body_cap = 0;
+}
+
+static void req_fail_early(gw_req_t *r, unsigned status, const char *message) {
+  req_answer_early(r, status, gw_error_body(status, message, r->request_id));
 }
 
 static void access_log(const gw_req_t *r) {
@@ -298,20 +302,20 @@ static void on_rpc_reply(const proto_rpc_result_t *res, void *arg) {
 static void rpc_start(gw_req_t *r) {
   gw_http_t *h = r->http;
   const gw_route_t *rt = r->match.route;
-  char err[GW_ROUTE_ERR_SIZE];
+  gw_route_err_t err;
   json_t *body = NULL, *data = NULL;
   if (rt->data & GW_DATA_BODY) {
-    int rc = gw_route_parse_body(r->body ? r->body : "", r->body_len, &body, err);
+    int rc = gw_route_parse_body(r->body ? r->body : "", r->body_len, &body, &err);
     free(r->body);
     r->body = NULL;
     r->body_len = r->body_cap = 0;
     if (rc != 0) {
-      req_fail(r, 400, err);
+      req_answer(r, err.status, gw_route_error_body(&err, r->request_id));
       return;
     }
   }
-  if (gw_route_build_data(&r->match, query_get, r->conn, body, &data, err) != 0) {
-    req_fail(r, 400, err);
+  if (gw_route_build_data(&r->match, query_get, r->conn, body, &data, &err) != 0) {
+    req_answer(r, err.status, gw_route_error_body(&err, r->request_id));
     return;
   }
   proto_rpc_client_t *cli = gw_upstreams_get(h->ups, rt->upstream);
@@ -453,7 +457,10 @@ static enum MHD_Result req_begin(gw_req_t *r, const char *url, const char *metho
     return MHD_YES;
   if (!gw_content_type_is_json(
           MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE))) {
-    req_fail_early(r, 400, "Content-Type must be application/json");
+    /* Express would parse no body and the service refuse every field: a
+     * validation error, then, with the header named as the field. */
+    static const gw_field_error_t ct = {"Content-Type", "must be application/json"};
+    req_answer_early(r, 400, gw_validation_error_body(&ct, 1, r->request_id));
     return MHD_YES;
   }
   r->state = REQ_BODY;

@@ -7,6 +7,8 @@
 
 #include "proto/error.h"
 
+#define GW_VALIDATION_MESSAGE_MAX_BYTES 1024
+
 const char *gw_reason_phrase(unsigned status) {
   switch (status) {
   case 200: return "OK";
@@ -69,6 +71,38 @@ json_t *gw_error_body(unsigned status, const char *message, const char *request_
   if (request_id)
     json_object_set_new(b, "requestId", json_string(request_id));
   return b;
+}
+
+json_t *gw_validation_error_body(const gw_field_error_t *errs, size_t n,
+                                 const char *request_id) {
+  /* Room for every "<field> <message>; " of the list. */
+  char msg[GW_VALIDATION_MESSAGE_MAX_BYTES];
+  size_t used = 0;
+  json_t *b = NULL, *details = json_array();
+  if (!details)
+    goto fail;
+  msg[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    json_t *d = json_pack("{s:s, s:s}", "field", errs[i].field, "message", errs[i].message);
+    if (!d || json_array_append_new(details, d) != 0)
+      goto fail;
+    int w = snprintf(msg + used, sizeof(msg) - used, "%s%s %s", i ? "; " : "", errs[i].field,
+                     errs[i].message);
+    if (w > 0)
+      used = used + (size_t)w < sizeof(msg) ? used + (size_t)w : sizeof(msg) - 1;
+  }
+  if (!(b = gw_error_body(400, n ? msg : NULL, request_id)) ||
+      json_object_set_new(b, "code", json_string("VALIDATION_FAILED")) != 0)
+    goto fail;
+  if (json_object_set_new(b, "details", details) != 0) {
+    details = NULL; /* set_new consumes it, even when it fails */
+    goto fail;
+  }
+  return b;
+fail:
+  json_decref(details);
+  json_decref(b);
+  return NULL;
 }
 
 int gw_reply_is_service_error(const json_t *err) {

@@ -3,7 +3,12 @@
  * Error bodies have NestJS's shape, {"statusCode":404,"message":"User not
  * found","error":"Not Found","requestId":"..."}, where "error" is the HTTP
  * reason phrase; errors from our services also carry their "code" and
- * "details". Mapping (status of the RPC -> HTTP):
+ * "details". A validation failure has one shape whoever finds it, a service
+ * or the gateway (a non-integer ?page=, a body that is not JSON):
+ *   {"statusCode":400,"message":"page must be an integer","error":"Bad Request",
+ *    "requestId":"...","code":"VALIDATION_FAILED",
+ *    "details":[{"field":"page","message":"must be an integer"}]}
+ * Mapping (status of the RPC -> HTTP):
  *   PROTO_OK                            success status of the route, body = response
  *   PROTO_EREMOTE, our error object     its statusCode (400-599) and message
  *   PROTO_EREMOTE, anything else        502 (NestJS string / {"status":"error"})
@@ -31,6 +36,21 @@ unsigned gw_status_from_proto(int proto_status);
 /* {"statusCode","message","error","requestId"}: message NULL means the reason
  * phrase; request_id NULL omits it. New reference, NULL on ENOMEM. */
 json_t *gw_error_body(unsigned status, const char *message, const char *request_id);
+
+/* One field at fault in a request the gateway refuses itself. */
+#define GW_FIELD_NAME_MAX_BYTES 64
+#define GW_FIELD_MESSAGE_MAX_BYTES 192
+typedef struct gw_field_error {
+  char field[GW_FIELD_NAME_MAX_BYTES];       /* "page", "body", "Content-Type" */
+  char message[GW_FIELD_MESSAGE_MAX_BYTES];  /* "must be an integer" */
+} gw_field_error_t;
+
+/* The 400 VALIDATION_FAILED body for errs[0, n) (n >= 1), shaped as a
+ * service's validation error reaches the client: message "<field>
+ * <message>" joined with "; " as libvalid does, details one {field, message}
+ * each. New reference, NULL on ENOMEM. */
+json_t *gw_validation_error_body(const gw_field_error_t *errs, size_t n,
+                                 const char *request_id);
 
 /* The HTTP answer for an RPC result. *body gets a new reference (NULL for a
  * void reply: answer with an empty body). upstream names the service in

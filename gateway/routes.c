@@ -4,6 +4,7 @@
 #include "routes.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,30 +186,75 @@ int gw_content_type_is_json(const char *ct) {
   return *ct == '\0' || *ct == ';';
 }
 
-int gw_route_parse_body(const char *buf, size_t len, json_t **out,
-                        char err[GW_ROUTE_ERR_SIZE]) {
+/* --- errors ---------------------------------------------------------------- */
+
+static void err_reset(gw_route_err_t *err) {
+  err->status = 0;
+  err->n = 0;
+  err->message[0] = '\0';
+}
+
+/* Record a field at fault (400); beyond GW_ROUTE_MAX_ERRORS they are dropped. */
+static void err_field(gw_route_err_t *err, const char *field, size_t field_len,
+                      const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void err_field(gw_route_err_t *err, const char *field, size_t field_len,
+                      const char *fmt, ...) {
+  va_list ap;
+  if (err->status == 0)
+    err->status = 400;
+  if (err->n >= GW_ROUTE_MAX_ERRORS)
+    return;
+  gw_field_error_t *e = &err->errs[err->n++];
+  if (field_len >= sizeof(e->field))
+    field_len = sizeof(e->field) - 1;
+  memcpy(e->field, field, field_len);
+  e->field[field_len] = '\0';
+  va_start(ap, fmt);
+  vsnprintf(e->message, sizeof(e->message), fmt, ap);
+  va_end(ap);
+}
+
+/* Our failure, not the request's: 500 (it wins over field errors). */
+static void err_internal(gw_route_err_t *err, const char *message) {
+  err->status = 500;
+  snprintf(err->message, sizeof(err->message), "%s", message);
+}
+
+json_t *gw_route_error_body(const gw_route_err_t *err, const char *request_id) {
+  if (err->status == 400 && err->n > 0)
+    return gw_validation_error_body(err->errs, err->n, request_id);
+  return gw_error_body(err->status ? err->status : 500,
+                       err->message[0] ? err->message : NULL, request_id);
+}
+
+/* --- bodies ------------------------------------------------------------------- */
+
+#define MSG_BODY_OBJECT "must be a JSON object"
+
+int gw_route_parse_body(const char *buf, size_t len, json_t **out, gw_route_err_t *err) {
   json_error_t jerr;
   *out = NULL;
+  err_reset(err);
   size_t i = 0;
   while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\r' || buf[i] == '\n'))
     i++;
   if (i == len) { /* empty body: {} as Express's json parser gives */
     *out = json_object();
     if (!*out) {
-      snprintf(err, GW_ROUTE_ERR_SIZE, "Out of memory");
+      err_internal(err, "Out of memory");
       return -1;
     }
     return 0;
   }
   json_t *v = json_loadb(buf, len, JSON_DECODE_ANY, &jerr);
   if (!v) {
-    snprintf(err, GW_ROUTE_ERR_SIZE, "Invalid JSON body: %s at position %d", jerr.text,
-             jerr.position);
+    err_field(err, "body", 4, "must be valid JSON (%s at position %d)", jerr.text,
+              jerr.position);
     return -1;
   }
   if (!json_is_object(v)) {
     json_decref(v);
-    snprintf(err, GW_ROUTE_ERR_SIZE, "Request body must be a JSON object");
+    err_field(err, "body", 4, MSG_BODY_OBJECT);
     return -1;
   }
   *out = v;
@@ -237,8 +283,10 @@ static int parse_int(const char *s, json_int_t *out) {
   return 0;
 }
 
+/* Every bad value is recorded (the client learns them all at once); -1
+ * when any was, or on ENOMEM. */
 static int add_query(const gw_route_t *r, gw_query_get_fn get, void *ctx, json_t *data,
-                     char err[GW_ROUTE_ERR_SIZE]) {
+                     gw_route_err_t *err) {
   for (size_t i = 0; i < GW_ROUTE_MAX_QUERY && r->query[i].name; i++) {
     const gw_query_param_t *q = &r->query[i];
     const char *s = get ? get(ctx, q->name) : NULL;
@@ -248,66 +296,66 @@ static int add_query(const gw_route_t *r, gw_query_get_fn get, void *ctx, json_t
     if (q->type == GW_QUERY_INT) {
       json_int_t n;
       if (parse_int(s, &n) != 0) {
-        snprintf(err, GW_ROUTE_ERR_SIZE, "%s must be an integer", q->name);
-        return -1;
+        err_field(err, q->name, strlen(q->name), "must be an integer");
+        continue;
       }
       v = json_integer(n);
-    } else {
-      v = json_string(s);
-      if (!v) {
-        snprintf(err, GW_ROUTE_ERR_SIZE, "%s must be valid UTF-8", q->name);
-        return -1;
-      }
+    } else if (!(v = json_string(s))) {
+      err_field(err, q->name, strlen(q->name), "must be valid UTF-8");
+      continue;
     }
     if (json_object_set_new(data, q->name, v) != 0) {
-      snprintf(err, GW_ROUTE_ERR_SIZE, "Out of memory");
+      err_internal(err, "Out of memory");
       return -1;
     }
   }
-  return 0;
+  return err->status ? -1 : 0;
 }
 
-static int add_params(const gw_match_t *m, json_t *data, char err[GW_ROUTE_ERR_SIZE]) {
+static int add_params(const gw_match_t *m, json_t *data, gw_route_err_t *err) {
   for (size_t i = 0; i < m->nparams; i++) {
     const gw_param_t *p = &m->params[i];
-    char key[64];
+    char key[GW_FIELD_NAME_MAX_BYTES];
     if (p->name_len >= sizeof(key)) {
-      snprintf(err, GW_ROUTE_ERR_SIZE, "Route parameter name too long");
+      err_internal(err, "Route parameter name too long"); /* a table row, not the client */
       return -1;
     }
     memcpy(key, p->name, p->name_len);
     key[p->name_len] = '\0';
     json_t *v = json_stringn(p->value, p->value_len);
     if (!v) {
-      snprintf(err, GW_ROUTE_ERR_SIZE, "%s must be valid UTF-8", key);
-      return -1;
+      err_field(err, key, p->name_len, "must be valid UTF-8");
+      continue;
     }
     if (json_object_set_new(data, key, v) != 0) {
-      snprintf(err, GW_ROUTE_ERR_SIZE, "Out of memory");
+      err_internal(err, "Out of memory");
       return -1;
     }
   }
-  return 0;
+  return err->status ? -1 : 0;
 }
 
 int gw_route_build_data(const gw_match_t *m, gw_query_get_fn get, void *ctx,
-                        json_t *body, json_t **out, char err[GW_ROUTE_ERR_SIZE]) {
+                        json_t *body, json_t **out, gw_route_err_t *err) {
   const gw_route_t *r = m->route;
   json_t *data = body;
   *out = NULL;
-  err[0] = '\0';
+  err_reset(err);
   if (data && !json_is_object(data)) {
     json_decref(data);
-    snprintf(err, GW_ROUTE_ERR_SIZE, "Request body must be a JSON object");
+    err_field(err, "body", 4, MSG_BODY_OBJECT);
     return -1;
   }
   if (!data && !(data = json_object())) {
-    snprintf(err, GW_ROUTE_ERR_SIZE, "Out of memory");
+    err_internal(err, "Out of memory");
     return -1;
   }
-  if ((r->data & GW_DATA_QUERY) && add_query(r, get, ctx, data, err) != 0)
-    goto fail;
-  if ((r->data & GW_DATA_PARAMS) && add_params(m, data, err) != 0)
+  /* Both run, so a bad query value and a bad path parameter are both named. */
+  if (r->data & GW_DATA_QUERY)
+    add_query(r, get, ctx, data, err);
+  if ((r->data & GW_DATA_PARAMS) && err->status != 500)
+    add_params(m, data, err);
+  if (err->status != 0)
     goto fail;
   *out = data;
   return 0;

@@ -17,11 +17,15 @@
 #include <stddef.h>
 #include <jansson.h>
 
+#include "reply.h"
+
 #define GW_ROUTE_MAX_PARAMS 4
 #define GW_ROUTE_MAX_QUERY 6
 #define GW_ROUTE_MAX_SEGMENTS 16
-/* Room for gw_route_build_data()'s and gw_route_parse_body()'s messages. */
+/* Room for the gateway's own error messages ("Cannot GET /x"). */
 #define GW_ROUTE_ERR_SIZE 256
+/* Fields at fault reported per request (every bad query value is named). */
+#define GW_ROUTE_MAX_ERRORS 8
 
 /* HTTP methods as bits, so a route can serve several and 405 can list them. */
 typedef enum gw_method {
@@ -117,19 +121,34 @@ size_t gw_url_unescape(char *s);
  * "; charset=utf-8" allowed, case-insensitive. NULL is not. */
 int gw_content_type_is_json(const char *content_type);
 
+/* Why a request could not become RPC data. status 400: the request is at
+ * fault, errs[0, n) name each field ("page", "body") with a client-safe
+ * message, and the answer is a validation error (gw_route_error_body()).
+ * status 500: we are (out of memory, a table row the code cannot serve);
+ * message says so. */
+typedef struct gw_route_err {
+  unsigned status;
+  size_t n;
+  gw_field_error_t errs[GW_ROUTE_MAX_ERRORS];
+  char message[GW_ROUTE_ERR_SIZE];
+} gw_route_err_t;
+
+/* The error body for err: 400 VALIDATION_FAILED with details (reply.h), or
+ * the plain NestJS shape for a 500. New reference, NULL on ENOMEM. */
+json_t *gw_route_error_body(const gw_route_err_t *err, const char *request_id);
+
 /* Parse a request body; an empty body is {}. The result must be an object.
- * 0 with *out (new reference), or -1 with a client-safe message in err. */
-int gw_route_parse_body(const char *buf, size_t len, json_t **out,
-                        char err[GW_ROUTE_ERR_SIZE]);
+ * 0 with *out (new reference), or -1 with err filled (field "body"). */
+int gw_route_parse_body(const char *buf, size_t len, json_t **out, gw_route_err_t *err);
 
 /* Look up a query parameter by name (NULL when absent). */
 typedef const char *(*gw_query_get_fn)(void *ctx, const char *name);
 
 /* Build the RPC data for a match: body (stolen, may be NULL) is the base
  * object, then the route's query parameters (via get), then path parameters.
- * 0 with *out (new reference), or -1 with a client-safe message in err
- * (e.g. "page must be an integer": answer 400). */
+ * 0 with *out (new reference), or -1 with err filled: every query value and
+ * path parameter at fault is named (?page=abc&limit=x gives two details). */
 int gw_route_build_data(const gw_match_t *m, gw_query_get_fn get, void *ctx,
-                        json_t *body, json_t **out, char err[GW_ROUTE_ERR_SIZE]);
+                        json_t *body, json_t **out, gw_route_err_t *err);
 
 #endif

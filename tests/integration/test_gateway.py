@@ -190,12 +190,28 @@ class RequestIdTest(GatewayCase):
 
 class ErrorStatusTest(GatewayCase):
 
+    def assert_validation(self, r, field):
+        """A 400 in the one validation shape, whoever found the fault (the
+        gateway or the service): code VALIDATION_FAILED and details naming
+        field, NestJS's fields kept."""
+        err = self.assert_error(r, 400)
+        self.assertEqual(err.get("error"), "Bad Request", err)
+        self.assertEqual(err.get("code"), "VALIDATION_FAILED", err)
+        details = err.get("details")
+        self.assertIsInstance(details, list, err)
+        for d in details:
+            self.assertEqual(sorted(d), ["field", "message"], err)
+        self.assertIn(field, [d["field"] for d in details], err)
+        return err
+
     def test_400_bad_json(self):
-        for body in (b'{"email":', b"not json", b"", b'{"a":1}{"b":2}'):
+        for body in (b'{"email":', b"not json", b'{"a":1}{"b":2}', b"[1]"):
             with self.subTest(body=body):
                 r = self.req("POST", "/users", body,
                              headers={"Content-Type": "application/json"})
-                self.assert_error(r, 400)
+                self.assert_validation(r, "body")
+        r = self.req("POST", "/users", b"", headers={"Content-Type": "application/json"})
+        self.assert_validation(r, "email")  # an empty body is {}: the service refuses it
 
     def test_400_wrong_content_type(self):
         body = json.dumps({"email": unique_email(), "name": "Ada"})
@@ -203,7 +219,7 @@ class ErrorStatusTest(GatewayCase):
             with self.subTest(ctype=ctype):
                 headers = {"Content-Type": ctype} if ctype else {}
                 r = self.req("POST", "/users", body, headers=headers)
-                self.assert_error(r, 400)
+                self.assert_validation(r, "Content-Type")
         r = self.req("POST", "/users", body,
                      headers={"Content-Type": "application/json; charset=utf-8"})
         self.assertEqual(r.status, 201, r)
@@ -223,9 +239,12 @@ class ErrorStatusTest(GatewayCase):
                                     "400 does not name %r: %r" % (field, err))
 
     def test_400_bad_pagination(self):
-        for q in ("page=0&limit=10", "page=abc", "limit=-1", "page=1.5"):
+        # page=0 and limit=-1 are the service's finding, page=abc and
+        # page=1.5 the gateway's: the client cannot tell them apart.
+        for q, field in (("page=0&limit=10", "page"), ("page=abc", "page"),
+                         ("limit=-1", "limit"), ("page=1.5", "page"), ("limit=x", "limit")):
             with self.subTest(q=q):
-                self.assert_error(self.req("GET", "/users?" + q), 400)
+                self.assert_validation(self.req("GET", "/users?" + q), field)
 
     def test_409_duplicate_email(self):
         email = unique_email("dup")

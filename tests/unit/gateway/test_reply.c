@@ -152,6 +152,63 @@ static void test_service_error_kept(void **state) {
   json_decref(b);
 }
 
+/* Keys of o with the JSON type of each value, sorted: "code:string,details:array,...". */
+static void shape(const json_t *o, char *buf, size_t size) {
+  const char *keys[16];
+  size_t n = 0, used = 0;
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)o, k, v) {
+    assert_true(n < 16);
+    keys[n++] = k;
+  }
+  for (size_t i = 1; i < n; i++) /* insertion sort: a handful of keys */
+    for (size_t j = i; j > 0 && strcmp(keys[j - 1], keys[j]) > 0; j--) {
+      const char *t = keys[j];
+      keys[j] = keys[j - 1];
+      keys[j - 1] = t;
+    }
+  buf[0] = '\0';
+  for (size_t i = 0; i < n; i++) {
+    v = json_object_get(o, keys[i]);
+    used += (size_t)snprintf(buf + used, size - used, "%s%s:%d", i ? "," : "", keys[i],
+                             (int)json_typeof(v));
+  }
+}
+
+/* One shape for every validation failure: the gateway's own ?page=abc answer
+ * and a service's VALIDATION_FAILED (as libvalid builds it) passed on by the
+ * gateway have the same keys, types and details entries. */
+static void test_validation_shape(void **state) {
+  json_t *svc;
+  char a[512], b[512];
+  (void)state;
+  assert_int_equal(map(PROTO_EREMOTE,
+                       "{\"statusCode\":400,\"message\":\"page must be an integer from 1 to "
+                       "1000000\",\"code\":\"VALIDATION_FAILED\",\"details\":[{\"field\":"
+                       "\"page\",\"message\":\"must be an integer from 1 to 1000000\"}]}",
+                       &svc), 400);
+  gw_field_error_t errs[] = {{"page", "must be an integer"}, {"limit", "must be an integer"}};
+  json_t *own = gw_validation_error_body(errs, 1, RID);
+  assert_non_null(own);
+  shape(svc, a, sizeof(a));
+  shape(own, b, sizeof(b));
+  assert_string_equal(a, b);
+  assert_string_equal(assert_error_body(own, 400, "Bad Request"), "page must be an integer");
+  assert_string_equal(str(own, "code"), "VALIDATION_FAILED");
+  shape(json_array_get(json_object_get(svc, "details"), 0), a, sizeof(a));
+  shape(json_array_get(json_object_get(own, "details"), 0), b, sizeof(b));
+  assert_string_equal(a, b);
+  json_decref(own);
+  json_decref(svc);
+  /* several fields: the message names each, as libvalid's does */
+  own = gw_validation_error_body(errs, 2, RID);
+  assert_string_equal(str(own, "message"), "page must be an integer; limit must be an integer");
+  assert_int_equal(json_array_size(json_object_get(own, "details")), 2);
+  assert_string_equal(str(json_array_get(json_object_get(own, "details"), 1), "field"), "limit");
+  json_decref(own);
+}
+
 static void test_nestjs_errors_are_502(void **state) {
   json_t *b;
   (void)state;
@@ -240,6 +297,7 @@ int main(void) {
       cmocka_unit_test(test_error_body),         cmocka_unit_test(test_ok),
       cmocka_unit_test(test_service_error_kept), cmocka_unit_test(test_nestjs_errors_are_502),
       cmocka_unit_test(test_transport_errors),   cmocka_unit_test(test_ready_body),
+      cmocka_unit_test(test_validation_shape),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

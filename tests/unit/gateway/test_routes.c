@@ -229,30 +229,39 @@ static void test_content_type(void **state) {
   assert_false(gw_content_type_is_json("multipart/form-data; boundary=x"));
 }
 
+/* err is a 400 naming exactly one field, with this message (a prefix). */
+static void assert_field_error(const gw_route_err_t *err, const char *field, const char *msg) {
+  assert_int_equal(err->status, 400);
+  assert_int_equal(err->n, 1);
+  assert_string_equal(err->errs[0].field, field);
+  if (strncmp(err->errs[0].message, msg, strlen(msg)) != 0)
+    fail_msg("message \"%s\" does not start with \"%s\"", err->errs[0].message, msg);
+}
+
 static void test_parse_body(void **state) {
-  char err[GW_ROUTE_ERR_SIZE];
+  gw_route_err_t err;
   json_t *v;
   (void)state;
-  assert_int_equal(gw_route_parse_body("", 0, &v, err), 0);
+  assert_int_equal(gw_route_parse_body("", 0, &v, &err), 0);
   assert_true(json_is_object(v) && json_object_size(v) == 0);
   json_decref(v);
-  assert_int_equal(gw_route_parse_body(" \r\n", 3, &v, err), 0);
+  assert_int_equal(gw_route_parse_body(" \r\n", 3, &v, &err), 0);
   assert_true(json_is_object(v));
   json_decref(v);
   const char *ok = "{\"email\":\"a@b.c\",\"name\":\"caf\xc3\xa9\"}";
-  assert_int_equal(gw_route_parse_body(ok, strlen(ok), &v, err), 0);
+  assert_int_equal(gw_route_parse_body(ok, strlen(ok), &v, &err), 0);
   assert_string_equal(json_string_value(json_object_get(v, "email")), "a@b.c");
   json_decref(v);
   const char *bad[] = {"{", "{\"a\":}", "nope", "{\"a\":1} x", "{\"a\":\"\xff\"}"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-    assert_int_equal(gw_route_parse_body(bad[i], strlen(bad[i]), &v, err), -1);
+    assert_int_equal(gw_route_parse_body(bad[i], strlen(bad[i]), &v, &err), -1);
     assert_null(v);
-    assert_non_null(strstr(err, "Invalid JSON body"));
+    assert_field_error(&err, "body", "must be valid JSON (");
   }
   const char *notobj[] = {"[1,2]", "\"x\"", "12", "null"};
   for (size_t i = 0; i < sizeof(notobj) / sizeof(notobj[0]); i++) {
-    assert_int_equal(gw_route_parse_body(notobj[i], strlen(notobj[i]), &v, err), -1);
-    assert_string_equal(err, "Request body must be a JSON object");
+    assert_int_equal(gw_route_parse_body(notobj[i], strlen(notobj[i]), &v, &err), -1);
+    assert_field_error(&err, "body", "must be a JSON object");
   }
 }
 
@@ -292,96 +301,141 @@ static const char *query_get(void *ctx, const char *name) {
 }
 
 static int build(const char *method, const char *path, const char **query, json_t *body,
-                 json_t **out, char *err) {
+                 json_t **out, gw_route_err_t *err) {
   gw_match_t m;
   assert_int_equal(match(method, path, &m), GW_MATCH_OK);
   return gw_route_build_data(&m, query_get, (void *)query, body, out, err);
 }
 
 static void test_query_ints(void **state) {
-  char err[GW_ROUTE_ERR_SIZE];
+  gw_route_err_t err;
   json_t *d;
   (void)state;
   const char *q1[] = {"page", "2", "limit", "10", "other", "x", NULL};
-  assert_int_equal(build("GET", "/users", q1, NULL, &d, err), 0);
+  assert_int_equal(build("GET", "/users", q1, NULL, &d, &err), 0);
   assert_true(json_is_integer(json_object_get(d, "page")));
   assert_int_equal(json_integer_value(json_object_get(d, "page")), 2);
   assert_int_equal(json_integer_value(json_object_get(d, "limit")), 10);
   assert_null(json_object_get(d, "other")); /* only the route's parameters */
   json_decref(d);
   /* absent: absent (the service picks its defaults) */
-  assert_int_equal(build("GET", "/users", NULL, NULL, &d, err), 0);
+  assert_int_equal(build("GET", "/users", NULL, NULL, &d, &err), 0);
   assert_int_equal(json_object_size(d), 0);
   json_decref(d);
   const char *q2[] = {"page", "-3", "limit", "007", NULL};
-  assert_int_equal(build("GET", "/users", q2, NULL, &d, err), 0);
+  assert_int_equal(build("GET", "/users", q2, NULL, &d, &err), 0);
   assert_int_equal(json_integer_value(json_object_get(d, "page")), -3);
   assert_int_equal(json_integer_value(json_object_get(d, "limit")), 7);
   json_decref(d);
   const char *q3[] = {"page", "9007199254740991", NULL};
-  assert_int_equal(build("GET", "/users", q3, NULL, &d, err), 0);
+  assert_int_equal(build("GET", "/users", q3, NULL, &d, &err), 0);
   json_decref(d);
 }
 
 static void test_query_not_integer(void **state) {
-  char err[GW_ROUTE_ERR_SIZE];
+  gw_route_err_t err;
   json_t *d = (json_t *)1;
   (void)state;
   const char *bad[] = {"abc", "", "1.5", " 1", "1 ", "+1", "-", "1e3", "0x10", "--1",
                        "9007199254740992", "99999999999999999999999"};
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     const char *q[] = {"page", "1", "limit", bad[i], NULL};
-    assert_int_equal(build("GET", "/users", q, NULL, &d, err), -1);
+    assert_int_equal(build("GET", "/users", q, NULL, &d, &err), -1);
     assert_null(d);
-    assert_string_equal(err, "limit must be an integer");
+    assert_field_error(&err, "limit", "must be an integer");
   }
+  /* every bad value is named, in the route's order */
   const char *q[] = {"page", "one", "limit", "x", NULL};
-  assert_int_equal(build("GET", "/users", q, NULL, &d, err), -1);
-  assert_string_equal(err, "page must be an integer");
+  assert_int_equal(build("GET", "/users", q, NULL, &d, &err), -1);
+  assert_int_equal(err.status, 400);
+  assert_int_equal(err.n, 2);
+  assert_string_equal(err.errs[0].field, "page");
+  assert_string_equal(err.errs[0].message, "must be an integer");
+  assert_string_equal(err.errs[1].field, "limit");
+  /* a bad query value and a bad path parameter together */
+  const char *q2[] = {"page", "abc", NULL};
+  assert_int_equal(build("GET", "/users/\xff/orders", q2, NULL, &d, &err), -1);
+  assert_int_equal(err.n, 2);
+  assert_string_equal(err.errs[0].field, "page");
+  assert_string_equal(err.errs[1].field, "userId");
+  assert_string_equal(err.errs[1].message, "must be valid UTF-8");
+}
+
+/* The answer to ?page=abc: the same shape as a service's 400 VALIDATION_FAILED
+ * after the gateway has passed it on, not a bare NestJS 400. */
+static void test_error_body(void **state) {
+  gw_route_err_t err;
+  json_t *d = NULL;
+  (void)state;
+  const char *q[] = {"page", "abc", NULL};
+  assert_int_equal(build("GET", "/users", q, NULL, &d, &err), -1);
+  json_t *b = gw_route_error_body(&err, "req_1");
+  assert_non_null(b);
+  assert_int_equal(json_integer_value(json_object_get(b, "statusCode")), 400);
+  assert_string_equal(json_string_value(json_object_get(b, "code")), "VALIDATION_FAILED");
+  assert_string_equal(json_string_value(json_object_get(b, "message")),
+                      "page must be an integer");
+  assert_string_equal(json_string_value(json_object_get(b, "error")), "Bad Request");
+  assert_string_equal(json_string_value(json_object_get(b, "requestId")), "req_1");
+  json_t *details = json_object_get(b, "details");
+  assert_int_equal(json_array_size(details), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(details, 0), "field")),
+                      "page");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(details, 0), "message")),
+                      "must be an integer");
+  json_decref(b);
+  /* a 500 of ours keeps the plain shape: no code, no details */
+  gw_route_err_t oom = {.status = 500, .n = 0, .message = "Out of memory"};
+  b = gw_route_error_body(&oom, "req_1");
+  assert_int_equal(json_integer_value(json_object_get(b, "statusCode")), 500);
+  assert_string_equal(json_string_value(json_object_get(b, "message")), "Out of memory");
+  assert_null(json_object_get(b, "code"));
+  assert_null(json_object_get(b, "details"));
+  json_decref(b);
 }
 
 static void test_params_and_body(void **state) {
-  char err[GW_ROUTE_ERR_SIZE];
+  gw_route_err_t err;
   json_t *d;
   gw_match_t m;
   (void)state;
-  assert_int_equal(build("GET", "/users/u42", NULL, NULL, &d, err), 0);
+  assert_int_equal(build("GET", "/users/u42", NULL, NULL, &d, &err), 0);
   assert_int_equal(json_object_size(d), 1);
   assert_string_equal(json_string_value(json_object_get(d, "id")), "u42");
   json_decref(d);
   /* POST /users: the body is the data as sent */
   json_t *body = json_pack("{s:s, s:s}", "email", "a@b.c", "name", "A");
-  assert_int_equal(build("POST", "/users", NULL, body, &d, err), 0);
+  assert_int_equal(build("POST", "/users", NULL, body, &d, &err), 0);
   assert_ptr_equal(d, body);
   assert_string_equal(json_string_value(json_object_get(d, "name")), "A");
   json_decref(d);
   /* path parameters win over body fields and query strings */
   assert_int_equal(gw_route_match(future, NFUTURE, GW_PATCH, "/orders/o1", &m), GW_MATCH_OK);
   body = json_pack("{s:s, s:s}", "id", "evil", "status", "shipped");
-  assert_int_equal(gw_route_build_data(&m, query_get, NULL, body, &d, err), 0);
+  assert_int_equal(gw_route_build_data(&m, query_get, NULL, body, &d, &err), 0);
   assert_string_equal(json_string_value(json_object_get(d, "id")), "o1");
   assert_string_equal(json_string_value(json_object_get(d, "status")), "shipped");
   json_decref(d);
   assert_int_equal(gw_route_match(future, NFUTURE, GW_GET, "/users/u1/orders", &m),
                    GW_MATCH_OK);
   const char *q[] = {"userId", "u2", "status", "paid", "limit", "5", NULL};
-  assert_int_equal(gw_route_build_data(&m, query_get, (void *)q, NULL, &d, err), 0);
+  assert_int_equal(gw_route_build_data(&m, query_get, (void *)q, NULL, &d, &err), 0);
   assert_string_equal(json_string_value(json_object_get(d, "userId")), "u1");
   assert_string_equal(json_string_value(json_object_get(d, "status")), "paid");
   assert_int_equal(json_integer_value(json_object_get(d, "limit")), 5);
   json_decref(d);
   /* a body that is not an object is refused (and released) */
   assert_int_equal(gw_route_match(future, NFUTURE, GW_POST, "/orders", &m), GW_MATCH_OK);
-  assert_int_equal(gw_route_build_data(&m, NULL, NULL, json_pack("[i]", 1), &d, err), -1);
-  assert_string_equal(err, "Request body must be a JSON object");
+  assert_int_equal(gw_route_build_data(&m, NULL, NULL, json_pack("[i]", 1), &d, &err), -1);
+  assert_field_error(&err, "body", "must be a JSON object");
   /* invalid UTF-8 in a parameter or query string is a 400, not a crash */
-  assert_int_equal(build("GET", "/users/\xff", NULL, NULL, &d, err), -1);
-  assert_string_equal(err, "id must be valid UTF-8");
+  assert_int_equal(build("GET", "/users/\xff", NULL, NULL, &d, &err), -1);
+  assert_field_error(&err, "id", "must be valid UTF-8");
   assert_int_equal(gw_route_match(future, NFUTURE, GW_GET, "/users/u1/orders", &m),
                    GW_MATCH_OK);
   const char *q2[] = {"status", "\xc3", NULL};
-  assert_int_equal(gw_route_build_data(&m, query_get, (void *)q2, NULL, &d, err), -1);
-  assert_string_equal(err, "status must be valid UTF-8");
+  assert_int_equal(gw_route_build_data(&m, query_get, (void *)q2, NULL, &d, &err), -1);
+  assert_field_error(&err, "status", "must be valid UTF-8");
 }
 
 int main(void) {
@@ -393,6 +447,7 @@ int main(void) {
       cmocka_unit_test(test_parse_body),     cmocka_unit_test(test_query_ints),
       cmocka_unit_test(test_query_not_integer), cmocka_unit_test(test_params_and_body),
       cmocka_unit_test(test_url_unescape),   cmocka_unit_test(test_suite_routes),
+      cmocka_unit_test(test_error_body),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
