@@ -166,8 +166,8 @@ static int u64_env(const char *name, uint64_t def, uint64_t min, uint64_t max, u
 
 static int read_config(config_t *c) {
   const char *sync_env = proto_config_str("SQLITE_SYNCHRONOUS", "FULL");
-  c->data_dir = proto_config_str("DATA_DIR", NTF_DATA_DIR_DEFAULT);
   if (proto_config_ip("LISTEN_HOST", "127.0.0.1", &c->host) != 0 ||
+      proto_config_dir("DATA_DIR", NTF_DATA_DIR_DEFAULT, &c->data_dir) != 0 ||
       proto_config_port("NOTIFICATION_SERVICE_PORT", NTF_SERVICE_PORT_DEFAULT, &c->port) != 0)
     return -1;
   if ((c->sync = ntf_sync_parse(sync_env)) < 0) {
