@@ -5,7 +5,8 @@
  * Layers: validate.c turns request data into typed inputs (pure, no I/O);
  * processor.c is the card processor (deterministic test methods); store.c owns
  * the SQLite database and the idempotency rule (one payment per orderId);
- * handlers.c glues them to the RPC server and the Redis event publisher.
+ * handlers.c glues them to libsvc (svc/ headers): the service context, answering
+ * after the commit and publishing the events.
  */
 #ifndef PAYMENT_H
 #define PAYMENT_H
@@ -18,14 +19,15 @@
 #include "proto/rpc_server.h"
 #include "proto/util.h"
 #include "store/commit_group.h"
+#include "store/db.h"
+#include "svc/result.h"
+#include "svc/service.h"
 #include "valid/valid.h"
 
 /* --- limits ---------------------------------------------------------------- */
 
 #define PAYMENT_SERVICE_PORT_DEFAULT 3003
-#define PAYMENT_DATA_DIR_DEFAULT "./var"
 #define PAYMENT_DB_FILE "payment.db"
-#define PAYMENT_HEALTH_PROBE_TIMEOUT_MS 2000u
 #define PAYMENT_EVENTS_FLUSH_TIMEOUT_MS 2000u  /* queued events sent at SIGTERM */
 
 /* Largest amount in minor units: an order of 100 lines x 10000 units x 10^9
@@ -112,35 +114,24 @@ payment_charge_t payment_processor_charge(const payment_process_input_t *in, voi
 
 typedef struct payment_store payment_store_t;
 
-typedef enum {
-  PAYMENT_STORE_OK = 0,
-  PAYMENT_STORE_NOT_FOUND = -1,          /* no such payment */
-  PAYMENT_STORE_MISMATCH = -2,           /* orderId paid with other user/amount/currency */
-  PAYMENT_STORE_NOT_REFUNDABLE = -3,     /* refund of a declined payment */
-  PAYMENT_STORE_EINVAL = -4,             /* bad argument (e.g. unknown sync mode) */
-  PAYMENT_STORE_ERROR = -5,              /* SQLite or filesystem failure, logged */
-} payment_store_rc_t;
+/* Return codes: STORE_OK, STORE_EINVAL, STORE_ERROR (store/db.h), and: */
+enum {
+  PAYMENT_STORE_NOT_FOUND = STORE_RC_SERVICE,          /* no such payment */
+  PAYMENT_STORE_MISMATCH = STORE_RC_SERVICE - 1,       /* orderId paid with other
+                                                        * user/amount/currency */
+  PAYMENT_STORE_NOT_REFUNDABLE = STORE_RC_SERVICE - 2, /* refund of a declined payment */
+};
 
 /* Which fields of a retry differ from the recorded payment (bit mask). */
 #define PAYMENT_MISMATCH_USER 1u
 #define PAYMENT_MISMATCH_AMOUNT 2u
 #define PAYMENT_MISMATCH_CURRENCY 4u
 
-/* PRAGMA synchronous values we allow (SQLite's numbering). */
-typedef enum {
-  PAYMENT_SYNC_NORMAL = 1,
-  PAYMENT_SYNC_FULL = 2,                 /* default: WAL fsync on every commit */
-  PAYMENT_SYNC_EXTRA = 3,
-} payment_sync_t;
-
-/* "NORMAL", "FULL", "EXTRA" (any case) -> the mode; -1 when unknown. */
-int payment_sync_parse(const char *s);
-
-/* Create data_dir if missing, open data_dir/payment.db (WAL, the given
- * synchronous mode, busy timeout), create or check the schema and prepare the
- * statements. 0 with *out set, PAYMENT_STORE_EINVAL or PAYMENT_STORE_ERROR
+/* Create data_dir if missing, open data_dir/payment.db (WAL, synchronous =
+ * sync, a STORE_SYNC_* level; busy timeout), create or check the schema and
+ * prepare the statements. 0 with *out set, STORE_EINVAL or STORE_ERROR
  * (logged). */
-int payment_store_open(const char *data_dir, payment_sync_t sync, payment_store_t **out);
+int payment_store_open(const char *data_dir, int sync, payment_store_t **out);
 /* Finalize statements and close the database. NULL is a no-op. Close the
  * commit group (if any) first. */
 void payment_store_close(payment_store_t *s);
@@ -148,41 +139,54 @@ void payment_store_close(payment_store_t *s);
 /* The connection, for store_group_new() where the store is opened. */
 sqlite3 *payment_store_db(payment_store_t *s);
 
-/* Write through group g (borrowed; NULL: every write is its own autocommit
- * transaction, as in tools and the synchronous unit tests). With a group,
- * process and refund start with store_group_begin() and their writes are
- * durable only after the group's COMMIT at the end of the loop turn: the
- * caller must defer whatever announces them (reply, event) with
- * store_group_defer(). Reads on the connection see the open transaction. */
-void payment_store_set_group(payment_store_t *s, store_group_t *g);
-store_group_t *payment_store_group(const payment_store_t *s);
+/* Writes (insert, process, refund) join the transaction open on the
+ * connection (the service's commit group: svc_write_begin() first; they are
+ * then durable only after the group's COMMIT at the end of the loop turn, and
+ * whatever announces them waits for it), or autocommit, each durable on its
+ * own, when none is open (tools, the synchronous unit tests). Reads on the
+ * connection see the open transaction. */
 
-/* Process a payment idempotently per orderId. If a payment for in->order_id
- * exists (committed, or written earlier in the group's open transaction): when
- * user, amount and currency match it is returned unchanged (*created = 0,
- * charge is not called); otherwise PAYMENT_STORE_MISMATCH with the differing
- * fields in *mismatch. If none exists: the write transaction is opened (with a
- * group), charge(in, arg) is called once and its outcome inserted
- * (*created = 1); without a group the INSERT has committed on return, with one
- * it commits at the end of the turn. *payment is the payment object (caller
- * owns) on PAYMENT_STORE_OK, NULL otherwise; it equals what a later read of the
- * row returns. in must be validated already. */
+/* The recorded payment of in->order_id (committed, or written earlier in the
+ * open transaction). STORE_OK with *payment (caller owns) when user, amount
+ * and currency match it; PAYMENT_STORE_MISMATCH with the differing fields in
+ * *mismatch; PAYMENT_STORE_NOT_FOUND when the order has none; STORE_ERROR. A
+ * read: it opens no transaction. */
+int payment_store_find(payment_store_t *s, const payment_process_input_t *in,
+                       json_t **payment, unsigned *mismatch);
+
+/* The order has no payment yet (payment_store_find() said so, in this loop
+ * turn, and the write transaction is open when there is one): charge(in, arg)
+ * once and insert its outcome (*created = 1). When another process recorded
+ * the order in between (the UNIQUE index refuses ours), its payment answers
+ * as payment_store_find() would (*created = 0). *payment is the payment
+ * object (caller owns) on STORE_OK, NULL otherwise; it equals what a later
+ * read of the row returns. in must be validated already. */
+int payment_store_insert(payment_store_t *s, const payment_process_input_t *in,
+                         payment_charge_fn charge, void *arg, json_t **payment,
+                         int *created, unsigned *mismatch);
+
+/* Process a payment idempotently per orderId: payment_store_find(), and
+ * when the order has none, payment_store_insert(). For callers with no
+ * transaction to open in between (tools, tests); the service opens it
+ * between the two, so that a retry opens none and nothing is charged when it
+ * cannot be opened. */
 int payment_store_process(payment_store_t *s, const payment_process_input_t *in,
                           payment_charge_fn charge, void *arg, json_t **payment,
                           int *created, unsigned *mismatch);
 
-/* Refund the payment of an order: succeeded -> refunded (*changed = 1,
- * written as process is), refunded -> unchanged (*changed = 0). PAYMENT_STORE_NOT_FOUND,
- * PAYMENT_STORE_NOT_REFUNDABLE (declined) or PAYMENT_STORE_ERROR; *payment as
- * in payment_store_process. */
+/* Refund the payment of an order: succeeded -> refunded (*changed = 1),
+ * refunded -> unchanged (*changed = 0). PAYMENT_STORE_NOT_FOUND,
+ * PAYMENT_STORE_NOT_REFUNDABLE (declined) or STORE_ERROR; *payment as in
+ * payment_store_insert. */
 int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
                          json_t **payment, int *changed);
 
-/* *payment = the payment object (caller owns). _NOT_FOUND or _ERROR. */
+/* *payment = the payment object (caller owns). PAYMENT_STORE_NOT_FOUND or
+ * STORE_ERROR. */
 int payment_store_get(payment_store_t *s, const char *id, size_t len, json_t **payment);
 int payment_store_get_by_order(payment_store_t *s, const char *order_id, size_t len,
                                json_t **payment);
-/* A cheap read of the payments table, for health checks. 0 or _ERROR. */
+/* A cheap read of the payments table, for health checks. 0 or STORE_ERROR. */
 int payment_store_ping(payment_store_t *s);
 /* The connection's journal_mode (e.g. "wal", into buf) and synchronous level,
  * read back from SQLite: what is in effect, not what was asked. */
@@ -190,49 +194,39 @@ int payment_store_settings(payment_store_t *s, char *journal_mode, size_t size, 
 
 /* --- operations and RPC handlers (handlers.c) ----------------------------------- */
 
-/* What the handlers share. Borrowed: both must outlive the server. pub may be
- * NULL (no events: unit tests); charge NULL means payment_processor_charge.
- * When the store has a commit group (payment_store_set_group), the RPC
- * handlers answer and publish only after the COMMIT of the turn's
- * transaction: 500 STORAGE_ERROR and no event when it fails. */
-typedef struct payment_ctx {
-  payment_store_t *store;
-  proto_events_pub_t *pub;
+/* The payment service's own state (svc->app): the card processor. A context
+ * with no app (svc->app NULL), or charge NULL, uses payment_processor_charge. */
+typedef struct payment_app {
   payment_charge_fn charge;
   void *charge_arg;
-} payment_ctx_t;
+} payment_app_t;
 
 /* Register process_payment, refund_payment, get_payment, get_payment_by_order
- * and health on srv. 0 or a PROTO_E* code. */
-int payment_handlers_register(proto_rpc_server_t *srv, payment_ctx_t *ctx);
+ * and health on srv, with svc as their context (svc->store a payment_store_t,
+ * borrowed, outliving the server; svc->pub publishes the events, NULL: none).
+ * A reply that rests on the turn's open transaction (a new payment or refund,
+ * a replay, a 409 or a read that saw an uncommitted row) and its event wait
+ * for its COMMIT; a failed COMMIT answers 500 STORAGE_ERROR with no event.
+ * 0 or a PROTO_E* code. */
+int payment_handlers_register(proto_rpc_server_t *srv, svc_t *svc);
 
-/* The outcome of one request, independent of the transport: either response
- * (status 200) or err (an error object, status = its statusCode), plus the
- * event the request caused, to publish after the reply's data is committed. */
-typedef struct payment_result {
-  int status;
-  const char *code;                      /* static: "OK" or the error code */
-  json_t *response;                      /* owned, or NULL */
-  json_t *err;                           /* owned, or NULL */
-  const char *event;                     /* static event pattern, or NULL */
-  json_t *event_data;                    /* owned, NULL when event is NULL */
-  int replayed;                          /* answered from an earlier outcome (retry) */
-} payment_result_t;
+/* What the payment service sets on a context svc_main() made: its log keys
+ * (paymentId, orderId, paymentStatus, reason). */
+void payment_svc_setup(svc_t *svc);
+/* A context around store and group (group may be NULL: autocommit) with app
+ * as svc->app (may be NULL), for tests and tools: svc_init() plus
+ * payment_svc_setup(). */
+void payment_svc_init(svc_t *svc, uv_loop_t *loop, payment_store_t *store,
+                      store_group_t *group, payment_app_t *app);
 
 /* The operations behind the handlers, callable without a server (tests).
- * With a group on the store, a result of process/refund/get* may rest on the
- * open transaction: it must not leave the process before the commit (the RPC
- * glue defers it). */
-payment_result_t payment_op_process(payment_ctx_t *ctx, const json_t *data);
-payment_result_t payment_op_refund(payment_ctx_t *ctx, const json_t *data);
-payment_result_t payment_op_get(payment_ctx_t *ctx, const json_t *data);
-payment_result_t payment_op_get_by_order(payment_ctx_t *ctx, const json_t *data);
-payment_result_t payment_op_health(payment_ctx_t *ctx);
-/* Release what a result owns. */
-void payment_result_free(payment_result_t *r);
-
-/* {"statusCode":400,"code":"VALIDATION_FAILED","message":...,"details":[...]}
- * from errs. NULL on ENOMEM. */
-json_t *payment_validation_error(const payment_verrs_t *errs);
+ * With a group, a result of process/refund/get* may rest on the open
+ * transaction: it must not leave the process before the commit (svc_answer()
+ * defers it). */
+svc_result_t payment_op_process(svc_t *svc, const json_t *data);
+svc_result_t payment_op_refund(svc_t *svc, const json_t *data);
+svc_result_t payment_op_get(svc_t *svc, const json_t *data);
+svc_result_t payment_op_get_by_order(svc_t *svc, const json_t *data);
+svc_result_t payment_op_health(svc_t *svc);
 
 #endif

@@ -2,9 +2,9 @@
  * schema (versioned with PRAGMA user_version; libstore's store/db.h opens,
  * configures and migrates the file), one cached prepared
  * statement per query, and the idempotency rule: one payment per orderId,
- * enforced by a UNIQUE index. Writes go through the daemon's commit group
- * (one durable COMMIT per loop turn) when one is attached. Every SQLite error
- * is logged here.
+ * enforced by a UNIQUE index. Writes run on the connection as they are:
+ * inside the turn's transaction when the caller opened one (svc_write_begin),
+ * else each autocommits. Every SQLite error is logged here.
  */
 #include "payment.h"
 
@@ -21,8 +21,9 @@
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
 #define PAYMENT_SCHEMA_VERSION 2
-/* An internal outcome of insert_payment(): the orderId is already recorded. */
-#define STORE_DUPLICATE_ORDER_ (-100)
+/* An internal outcome of insert_payment(): the orderId is already recorded.
+ * Below every code payment.h names. */
+#define STORE_DUPLICATE_ORDER_ (STORE_RC_SERVICE - 16)
 
 #define PAYMENT_COLUMNS                                                            \
   "id, order_id, user_id, amount, currency, payment_method, status, reason,"      \
@@ -53,14 +54,13 @@ struct payment_store {
   sqlite3 *db;
   sqlite3_stmt *stmt[STMT_COUNT_ALL_];
   char *path;                      /* for log lines */
-  store_group_t *group;            /* borrowed; NULL: autocommit writes */
 };
 
 /* --- helpers ------------------------------------------------------------------ */
 
 static int db_fail(payment_store_t *s, const char *op, int rc) {
   store_db_fail(s->db, op, rc);
-  return PAYMENT_STORE_ERROR;
+  return STORE_ERROR;
 }
 
 static int bind_text(payment_store_t *s, sqlite3_stmt *st, int idx, const char *v,
@@ -151,23 +151,19 @@ static const store_db_migration_t migrations[PAYMENT_SCHEMA_VERSION] = {
 
 /* --- open / close ------------------------------------------------------------ */
 
-int payment_sync_parse(const char *v) {
-  return store_sync_parse(v); /* PAYMENT_SYNC_* are SQLite's numbers, as STORE_SYNC_* */
-}
-
-int payment_store_open(const char *data_dir, payment_sync_t sync, payment_store_t **out) {
+int payment_store_open(const char *data_dir, int sync, payment_store_t **out) {
   payment_store_t *s = NULL;
-  int ret = PAYMENT_STORE_ERROR;
+  int ret = STORE_ERROR;
   *out = NULL;
-  if (sync != PAYMENT_SYNC_NORMAL && sync != PAYMENT_SYNC_FULL && sync != PAYMENT_SYNC_EXTRA)
-    return PAYMENT_STORE_EINVAL;
+  if (sync != STORE_SYNC_NORMAL && sync != STORE_SYNC_FULL && sync != STORE_SYNC_EXTRA)
+    return STORE_EINVAL;
   if (!(s = calloc(1, sizeof(*s))))
     goto out;
   /* WAL, synchronous = sync, busy timeout, schema checked and migrated. FULL
    * fsyncs the WAL at every commit; NORMAL only at checkpoints (a committed
    * payment can be lost, and a retry would then charge again: keep FULL for
    * money). */
-  if (store_db_open(data_dir, PAYMENT_DB_FILE, (int)sync, 0, migrations,
+  if (store_db_open(data_dir, PAYMENT_DB_FILE, sync, 0, migrations,
                     PAYMENT_SCHEMA_VERSION, &s->db, &s->path) != 0 ||
       store_db_prepare(s->db, stmt_sql, STMT_COUNT_ALL_, s->stmt) != 0 ||
       store_db_log_opened(s->db, s->path, PAYMENT_SCHEMA_VERSION) != 0)
@@ -192,23 +188,8 @@ sqlite3 *payment_store_db(payment_store_t *s) {
   return s->db;
 }
 
-void payment_store_set_group(payment_store_t *s, store_group_t *g) {
-  s->group = g;
-}
-
-store_group_t *payment_store_group(const payment_store_t *s) {
-  return s->group;
-}
-
-/* Before the first write of an operation: join the turn's transaction. */
-static int begin_write(payment_store_t *s) {
-  if (!s->group)
-    return 0; /* autocommit: each statement is its own durable transaction */
-  return store_group_begin_write(s->group) == 0 ? 0 : PAYMENT_STORE_ERROR; /* logged */
-}
-
 int payment_store_settings(payment_store_t *s, char *journal_mode, size_t size, int *sync) {
-  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : PAYMENT_STORE_ERROR;
+  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : STORE_ERROR;
 }
 
 /* --- queries ------------------------------------------------------------------ */
@@ -217,7 +198,7 @@ int payment_store_settings(payment_store_t *s, char *journal_mode, size_t size, 
 static int get_one(payment_store_t *s, int which, const char *key, size_t len,
                    json_t **payment) {
   sqlite3_stmt *st = s->stmt[which];
-  int ret = PAYMENT_STORE_ERROR;
+  int ret = STORE_ERROR;
   *payment = NULL;
   if (bind_text(s, st, 1, key, len) != 0)
     goto out;
@@ -301,7 +282,7 @@ static int insert_payment(payment_store_t *s, const payment_process_input_t *in,
                           const payment_charge_t *c, const char *id, const char *now) {
   sqlite3_stmt *st = s->stmt[STMT_INSERT];
   const char *status = payment_status_name(c->status);
-  int rc, ret = PAYMENT_STORE_ERROR;
+  int rc, ret = STORE_ERROR;
   if (bind_text(s, st, 1, id, strlen(id)) != 0 ||
       bind_text(s, st, 2, in->order_id, in->order_id_len) != 0 ||
       bind_text(s, st, 3, in->user_id, in->user_id_len) != 0 ||
@@ -327,7 +308,7 @@ static int insert_payment(payment_store_t *s, const payment_process_input_t *in,
     goto out;
   }
   /* Autocommit: SQLITE_DONE means committed (and, with synchronous=FULL, the
-   * WAL is fsynced). In a group's transaction: written, durable after the
+   * WAL is fsynced). In the turn's transaction: written, durable after the
    * turn's COMMIT. */
   ret = 0;
 out:
@@ -335,33 +316,36 @@ out:
   return ret;
 }
 
-int payment_store_process(payment_store_t *s, const payment_process_input_t *in,
-                          payment_charge_fn charge, void *arg, json_t **payment,
-                          int *created, unsigned *mismatch) {
+int payment_store_find(payment_store_t *s, const payment_process_input_t *in,
+                       json_t **payment, unsigned *mismatch) {
+  json_t *p = NULL;
+  *payment = NULL;
+  *mismatch = 0;
+  /* A retry finds the first result and never reaches the processor; so does a
+   * duplicate in the same loop turn, which reads the first one's row from the
+   * turn's open transaction on this same connection. */
+  int rc = payment_store_get_by_order(s, in->order_id, in->order_id_len, &p);
+  if (rc != 0)
+    return rc;
+  return settle_existing(p, in, payment, mismatch);
+}
+
+int payment_store_insert(payment_store_t *s, const payment_process_input_t *in,
+                         payment_charge_fn charge, void *arg, json_t **payment,
+                         int *created, unsigned *mismatch) {
   json_t *p = NULL;
   int rc;
   *payment = NULL;
   *created = 0;
   *mismatch = 0;
-  /* A retry finds the first result and never reaches the processor; so does a
-   * duplicate in the same loop turn, which reads the first one's row from the
-   * group's open transaction on this same connection. The loop thread is the
-   * only writer of this connection, so nothing can insert this order between
-   * the read and the insert below, short of another process on the same file,
-   * which the UNIQUE index still stops. */
-  rc = payment_store_get_by_order(s, in->order_id, in->order_id_len, &p);
-  if (rc == 0)
-    return settle_existing(p, in, payment, mismatch);
-  if (rc != PAYMENT_STORE_NOT_FOUND)
-    return rc;
-  /* Join the write transaction before charging: if it cannot be opened
-   * (locked by another process), nothing is charged. */
-  if ((rc = begin_write(s)) != 0)
-    return rc;
+  /* The loop thread is the only writer of this connection, so nothing can
+   * insert this order between the caller's payment_store_find() and the
+   * insert below, short of another process on the same file, which the
+   * UNIQUE index still stops. */
   char id[PROTO_ID_MAX], now[PROTO_ISO_TIME_LEN];
   if (proto_random_id(PAYMENT_ID_PREFIX, id, sizeof(id)) != 0) {
     proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "no randomness for a payment id");
-    return PAYMENT_STORE_ERROR;
+    return STORE_ERROR;
   }
   proto_time_iso(now);
   /* The test processor answers synchronously, so the outcome goes in with
@@ -373,7 +357,7 @@ int payment_store_process(payment_store_t *s, const payment_process_input_t *in,
    * reading the row back: see new_payment(). */
   if (!(p = new_payment(id, in, &c, now))) {
     proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "out of memory building a payment");
-    return PAYMENT_STORE_ERROR;
+    return STORE_ERROR;
   }
   rc = insert_payment(s, in, &c, id, now);
   if (rc != 0) {
@@ -384,15 +368,24 @@ int payment_store_process(payment_store_t *s, const payment_process_input_t *in,
     proto_log(PROTO_LOG_WARN, NULL, "payment_race",
               "order %.*s was recorded by another writer; answering with its payment",
               (int)in->order_id_len, in->order_id);
-    if ((rc = payment_store_get_by_order(s, in->order_id, in->order_id_len, &p)) != 0)
-      return rc == PAYMENT_STORE_NOT_FOUND ? PAYMENT_STORE_ERROR : rc;
-    return settle_existing(p, in, payment, mismatch);
+    rc = payment_store_find(s, in, payment, mismatch);
+    return rc == PAYMENT_STORE_NOT_FOUND ? STORE_ERROR : rc;
   }
   if (rc != 0)
     return rc;
   *payment = p;
   *created = 1;
   return 0;
+}
+
+int payment_store_process(payment_store_t *s, const payment_process_input_t *in,
+                          payment_charge_fn charge, void *arg, json_t **payment,
+                          int *created, unsigned *mismatch) {
+  *created = 0;
+  int rc = payment_store_find(s, in, payment, mismatch);
+  if (rc != PAYMENT_STORE_NOT_FOUND)
+    return rc;
+  return payment_store_insert(s, in, charge, arg, payment, created, mismatch);
 }
 
 int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
@@ -403,12 +396,10 @@ int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
   int rc, n = 0;
   *payment = NULL;
   *changed = 0;
-  if ((rc = begin_write(s)) != 0)
-    return rc;
   proto_time_iso(now);
   if (bind_text(s, st, 1, order_id, len) != 0 || bind_text(s, st, 2, now, strlen(now)) != 0) {
     store_stmt_done(st);
-    return PAYMENT_STORE_ERROR;
+    return STORE_ERROR;
   }
   rc = sqlite3_step(st);
   if (rc == SQLITE_DONE)
@@ -417,7 +408,7 @@ int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
   if (rc != SQLITE_DONE)
     return db_fail(s, "refund payment", rc);
   /* Written (or nothing to change): read the state to answer from, on this
-   * connection, so inside the group's transaction when there is one. */
+   * connection, so inside the turn's transaction when there is one. */
   if ((rc = payment_store_get_by_order(s, order_id, len, &p)) != 0)
     return rc;
   if (n == 0) {

@@ -24,7 +24,8 @@
 typedef struct fixture {
   char dir[256];
   payment_store_t *store;
-  payment_ctx_t ctx;
+  payment_app_t app;               /* the counting processor */
+  svc_t svc;                       /* no loop, no group: writes autocommit */
   int charges;
 } fixture_t;
 
@@ -40,9 +41,10 @@ static int setup(void **state) {
   if (!f)
     return -1;
   snprintf(f->dir, sizeof(f->dir), "%s/payment-handlers-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(f->dir) || payment_store_open(f->dir, PAYMENT_SYNC_FULL, &f->store) != 0)
+  if (!mkdtemp(f->dir) || payment_store_open(f->dir, STORE_SYNC_FULL, &f->store) != 0)
     return -1;
-  f->ctx = (payment_ctx_t){f->store, NULL, counting_charge, f};
+  f->app = (payment_app_t){counting_charge, f};
+  payment_svc_init(&f->svc, NULL, f->store, NULL, &f->app);
   *state = f;
   return 0;
 }
@@ -77,20 +79,20 @@ static void assert_json(const json_t *got, const char *want_text) {
 }
 
 /* r is an error whose object equals want (JSON text) exactly. */
-static void assert_error(payment_result_t *r, int status, const char *want) {
+static void assert_error(svc_result_t *r, int status, const char *want) {
   assert_int_equal(r->status, status);
   assert_null(r->response);
   assert_null(r->event);
   assert_null(r->event_data);
   assert_non_null(r->err);
   assert_json(r->err, want);
-  payment_result_free(r);
+  svc_result_free(r);
 }
 
-static payment_result_t op(payment_result_t (*fn)(payment_ctx_t *, const json_t *),
+static svc_result_t op(svc_result_t (*fn)(svc_t *, const json_t *),
                            fixture_t *f, const char *data_text) {
   json_t *d = parse(data_text);
-  payment_result_t r = fn(&f->ctx, d);
+  svc_result_t r = fn(&f->svc, d);
   json_decref(d);
   return r;
 }
@@ -103,7 +105,7 @@ static const char *str(const json_t *obj, const char *key) {
 }
 
 /* {"paymentId":...,<rest>}: the expected event data for payment p. */
-static void assert_event(const payment_result_t *r, const char *pattern, const char *rest) {
+static void assert_event(const svc_result_t *r, const char *pattern, const char *rest) {
   char want[512];
   assert_non_null(r->event);
   assert_string_equal(r->event, pattern);
@@ -115,7 +117,7 @@ static void assert_event(const payment_result_t *r, const char *pattern, const c
 
 static void process_succeeds_once(void **state) {
   fixture_t *f = *state;
-  payment_result_t r = op(payment_op_process, f,
+  svc_result_t r = op(payment_op_process, f,
                           "{\"orderId\":\"ord_1\",\"userId\":\"user_1\",\"amount\":3998,"
                           "\"paymentMethod\":\"tok_visa\"}");
   assert_int_equal(r.status, 200);
@@ -127,7 +129,7 @@ static void process_succeeds_once(void **state) {
                "\"orderId\":\"ord_1\",\"userId\":\"user_1\",\"amount\":3998,\"currency\":\"USD\"");
 
   /* The retry: same payment, no event, no charge. */
-  payment_result_t again = op(payment_op_process, f,
+  svc_result_t again = op(payment_op_process, f,
                               "{\"orderId\":\"ord_1\",\"userId\":\"user_1\",\"amount\":3998,"
                               "\"currency\":\"USD\",\"paymentMethod\":\"tok_visa\"}");
   assert_int_equal(again.status, 200);
@@ -140,16 +142,16 @@ static void process_succeeds_once(void **state) {
   /* get and get_by_order answer with the same object. */
   char text[200];
   snprintf(text, sizeof(text), "{\"id\":\"%s\"}", str(r.response, "id"));
-  payment_result_t g = op(payment_op_get, f, text);
+  svc_result_t g = op(payment_op_get, f, text);
   assert_int_equal(g.status, 200);
   assert_null(g.event);
   assert_true(json_equal(g.response, r.response));
-  payment_result_free(&g);
+  svc_result_free(&g);
   g = op(payment_op_get_by_order, f, "{\"orderId\":\"ord_1\"}");
   assert_true(json_equal(g.response, r.response));
-  payment_result_free(&g);
-  payment_result_free(&again);
-  payment_result_free(&r);
+  svc_result_free(&g);
+  svc_result_free(&again);
+  svc_result_free(&r);
 }
 
 static void declines_are_answers_with_failed_events(void **state) {
@@ -164,7 +166,7 @@ static void declines_are_answers_with_failed_events(void **state) {
              "{\"orderId\":\"ord_d%zu\",\"userId\":\"user_2\",\"amount\":150,"
              "\"currency\":\"EUR\",\"paymentMethod\":\"%s\"}",
              i, cases[i].method);
-    payment_result_t r = op(payment_op_process, f, text);
+    svc_result_t r = op(payment_op_process, f, text);
     assert_int_equal(r.status, 200); /* not an RPC error */
     assert_null(r.err);
     assert_string_equal(str(r.response, "status"), "declined");
@@ -174,23 +176,23 @@ static void declines_are_answers_with_failed_events(void **state) {
              "\"currency\":\"EUR\",\"reason\":\"%s\"",
              i, cases[i].reason);
     assert_event(&r, "payment_failed", rest);
-    payment_result_free(&r);
+    svc_result_free(&r);
 
     r = op(payment_op_process, f, text);
     assert_int_equal(r.status, 200);
     assert_null(r.event);
     assert_string_equal(str(r.response, "status"), "declined");
-    payment_result_free(&r);
+    svc_result_free(&r);
   }
   assert_int_equal(f->charges, 2);
 }
 
 static void mismatch_and_validation_errors(void **state) {
   fixture_t *f = *state;
-  payment_result_t r = op(payment_op_process, f,
+  svc_result_t r = op(payment_op_process, f,
                           "{\"orderId\":\"ord_m\",\"userId\":\"user_1\",\"amount\":100,"
                           "\"paymentMethod\":\"tok_visa\"}");
-  payment_result_free(&r);
+  svc_result_free(&r);
   r = op(payment_op_process, f,
          "{\"orderId\":\"ord_m\",\"userId\":\"user_1\",\"amount\":101,"
          "\"paymentMethod\":\"tok_visa\"}");
@@ -230,19 +232,19 @@ static void mismatch_and_validation_errors(void **state) {
                "{\"field\":\"coupon\",\"message\":\"is not allowed\"}]}");
   r = op(payment_op_get, f, "{}");
   assert_int_equal(r.status, 400);
-  payment_result_free(&r);
+  svc_result_free(&r);
   r = op(payment_op_refund, f, "null");
   assert_int_equal(r.status, 400);
-  payment_result_free(&r);
+  svc_result_free(&r);
   assert_int_equal(f->charges, 1);
 }
 
 static void refund_once(void **state) {
   fixture_t *f = *state;
-  payment_result_t paid = op(payment_op_process, f,
+  svc_result_t paid = op(payment_op_process, f,
                              "{\"orderId\":\"ord_r\",\"userId\":\"user_1\",\"amount\":250,"
                              "\"currency\":\"GBP\",\"paymentMethod\":\"tok_visa\"}");
-  payment_result_t r = op(payment_op_refund, f, "{\"orderId\":\"ord_r\"}");
+  svc_result_t r = op(payment_op_refund, f, "{\"orderId\":\"ord_r\"}");
   assert_int_equal(r.status, 200);
   assert_int_equal(r.replayed, 0);
   assert_string_equal(str(r.response, "status"), "refunded");
@@ -250,19 +252,19 @@ static void refund_once(void **state) {
   assert_event(&r, "payment_refunded",
                "\"orderId\":\"ord_r\",\"userId\":\"user_1\",\"amount\":250,\"currency\":\"GBP\"");
 
-  payment_result_t again = op(payment_op_refund, f, "{\"orderId\":\"ord_r\"}");
+  svc_result_t again = op(payment_op_refund, f, "{\"orderId\":\"ord_r\"}");
   assert_int_equal(again.status, 200);
   assert_int_equal(again.replayed, 1);
   assert_null(again.event);
   assert_true(json_equal(again.response, r.response));
-  payment_result_free(&again);
-  payment_result_free(&r);
-  payment_result_free(&paid);
+  svc_result_free(&again);
+  svc_result_free(&r);
+  svc_result_free(&paid);
 
   r = op(payment_op_process, f,
          "{\"orderId\":\"ord_dr\",\"userId\":\"user_1\",\"amount\":250,"
          "\"paymentMethod\":\"tok_chargeDeclined\"}");
-  payment_result_free(&r);
+  svc_result_free(&r);
   r = op(payment_op_refund, f, "{\"orderId\":\"ord_dr\"}");
   assert_error(&r, 409, "{\"statusCode\":409,\"code\":\"PAYMENT_NOT_REFUNDABLE\","
                         "\"message\":\"Payment was declined: there is nothing to refund\"}");
@@ -273,7 +275,7 @@ static void refund_once(void **state) {
 
 static void not_found(void **state) {
   fixture_t *f = *state;
-  payment_result_t r = op(payment_op_get, f, "{\"id\":\"pay_00000000000000000000000000000000\"}");
+  svc_result_t r = op(payment_op_get, f, "{\"id\":\"pay_00000000000000000000000000000000\"}");
   assert_error(&r, 404, "{\"statusCode\":404,\"code\":\"PAYMENT_NOT_FOUND\","
                         "\"message\":\"Payment not found\"}");
   r = op(payment_op_get_by_order, f, "{\"orderId\":\"ord_none\"}");
@@ -283,12 +285,12 @@ static void not_found(void **state) {
 
 static void health(void **state) {
   fixture_t *f = *state;
-  payment_result_t r = payment_op_health(&f->ctx);
+  svc_result_t r = payment_op_health(&f->svc);
   assert_int_equal(r.status, 200);
   assert_null(r.event);
   assert_json(r.response, "{\"status\":\"ok\",\"service\":\"payment\",\"db\":\"ok\","
                           "\"redis\":null}");
-  payment_result_free(&r);
+  svc_result_free(&r);
 
   char path[400];
   sqlite3 *other = NULL;
@@ -296,7 +298,7 @@ static void health(void **state) {
   assert_int_equal(sqlite3_open(path, &other), SQLITE_OK);
   assert_int_equal(sqlite3_exec(other, "DROP TABLE payments", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(other);
-  r = payment_op_health(&f->ctx);
+  r = payment_op_health(&f->svc);
   assert_error(&r, 503, "{\"statusCode\":503,\"code\":\"SERVICE_UNHEALTHY\","
                         "\"message\":\"Payment database check failed\"}");
 }
@@ -314,7 +316,7 @@ static void storage_failure_is_500_without_event(void **state) {
 
   const char *text = "{\"orderId\":\"ord_busy\",\"userId\":\"u\",\"amount\":1,"
                      "\"paymentMethod\":\"tok_visa\"}";
-  payment_result_t r = op(payment_op_process, f, text);
+  svc_result_t r = op(payment_op_process, f, text);
   assert_error(&r, 500,
                "{\"statusCode\":500,\"code\":\"STORAGE_ERROR\",\"message\":\"Storage error\"}");
   assert_int_equal(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
@@ -324,14 +326,14 @@ static void storage_failure_is_500_without_event(void **state) {
   assert_int_equal(r.status, 200);
   assert_non_null(r.event);
   assert_string_equal(r.event, "payment_completed");
-  payment_result_free(&r);
+  svc_result_free(&r);
 }
 
 static void validation_error_keeps_utf8(void **state) {
   (void)state;
   payment_verrs_t errs = {.n = 1};
   errs.e[0] = (payment_verr_t){"caf\xc3\xa9", 5, "is not allowed"};
-  json_t *e = payment_validation_error(&errs);
+  json_t *e = valid_error_object(&errs);
   assert_non_null(e);
   assert_string_equal(json_string_value(json_object_get(e, "message")),
                       "caf\xc3\xa9 is not allowed");
@@ -365,18 +367,18 @@ static void group_shares_one_transaction_per_turn(void **state) {
   store_group_stats_t st;
   const char *visa = "{\"orderId\":\"ord_g\",\"userId\":\"user_1\",\"amount\":10,"
                      "\"paymentMethod\":\"tok_visa\"}";
-  payment_result_t paid = op(payment_op_process, f,
+  svc_result_t paid = op(payment_op_process, f,
                              "{\"orderId\":\"ord_gr\",\"userId\":\"user_1\",\"amount\":5,"
                              "\"paymentMethod\":\"tok_visa\"}");
-  payment_result_free(&paid); /* committed on its own: no group yet */
+  svc_result_free(&paid); /* committed on its own: no group yet */
   assert_int_equal(uv_loop_init(&loop), 0);
   store_group_t *g = store_group_new(&loop, payment_store_db(f->store));
   assert_non_null(g);
-  payment_store_set_group(f->store, g);
+  f->svc.group = g; /* as svc_main() does */
 
-  payment_result_t a = op(payment_op_process, f, visa);
-  payment_result_t b = op(payment_op_process, f, visa);
-  payment_result_t r = op(payment_op_refund, f, "{\"orderId\":\"ord_gr\"}");
+  svc_result_t a = op(payment_op_process, f, visa);
+  svc_result_t b = op(payment_op_process, f, visa);
+  svc_result_t r = op(payment_op_refund, f, "{\"orderId\":\"ord_gr\"}");
   assert_true(store_group_in_txn(g));
   assert_int_equal(a.status, 200);
   assert_int_equal(a.replayed, 0);
@@ -398,15 +400,15 @@ static void group_shares_one_transaction_per_turn(void **state) {
   assert_int_equal(count_committed(f, "ord_g"), 1);
 
   /* A read after the commit returns the object the first reply carried. */
-  payment_result_t got = op(payment_op_get_by_order, f, "{\"orderId\":\"ord_g\"}");
+  svc_result_t got = op(payment_op_get_by_order, f, "{\"orderId\":\"ord_g\"}");
   assert_true(json_equal(got.response, a.response));
   assert_false(store_group_in_txn(g)); /* reads open no transaction */
-  payment_result_free(&got);
-  payment_result_free(&a);
-  payment_result_free(&b);
-  payment_result_free(&r);
+  svc_result_free(&got);
+  svc_result_free(&a);
+  svc_result_free(&b);
+  svc_result_free(&r);
 
-  payment_store_set_group(f->store, NULL);
+  f->svc.group = NULL;
   store_group_close(g);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&loop), 0);

@@ -43,7 +43,8 @@ typedef struct fixture {
   proto_events_pub_t *pub;
   proto_rpc_server_t *srv;
   proto_rpc_client_t *cli;
-  payment_ctx_t ctx;
+  payment_app_t app;               /* the counting processor */
+  svc_t svc;                       /* what the handlers see, as svc_main makes it */
   int srv_done, pub_done;
   int charges;
 } fixture_t;
@@ -155,20 +156,21 @@ static int setup(void **state) {
   if (!f)
     return -1;
   snprintf(f->dir, sizeof(f->dir), "%s/payment-rpc-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(f->dir) || payment_store_open(f->dir, PAYMENT_SYNC_FULL, &f->store) != 0 ||
+  if (!mkdtemp(f->dir) || payment_store_open(f->dir, STORE_SYNC_FULL, &f->store) != 0 ||
       uv_loop_init(&f->loop) != 0 || uv_timer_init(&f->loop, &f->tick) != 0 ||
       uv_timer_start(&f->tick, on_tick, TICK_MS, TICK_MS) != 0)
     return -1;
   proto_redis_opts_t ro = {.host = "127.0.0.1", .port = dead_port(), .queue_max = QUEUE_MAX};
   if (!(f->pub = proto_events_pub_new(&f->loop, &ro)))
     return -1;
-  /* As main.c does: the group on the store's connection. */
+  /* As svc_main does: the group on the store's connection. */
   if (!(f->group = store_group_new(&f->loop, payment_store_db(f->store))))
     return -1;
-  payment_store_set_group(f->store, f->group);
-  f->ctx = (payment_ctx_t){f->store, f->pub, counting_charge, f};
+  f->app = (payment_app_t){counting_charge, f};
+  payment_svc_init(&f->svc, &f->loop, f->store, f->group, &f->app);
+  f->svc.pub = f->pub;
   if (!(f->srv = proto_rpc_server_new(&f->loop, NULL)) ||
-      payment_handlers_register(f->srv, &f->ctx) != 0 ||
+      payment_handlers_register(f->srv, &f->svc) != 0 ||
       proto_rpc_server_listen(f->srv, "127.0.0.1", 0) != 0)
     return -1;
   if (!(f->cli = proto_rpc_client_new(&f->loop, "payment", "127.0.0.1",
@@ -199,8 +201,7 @@ static int teardown(void **state) {
   proto_events_pub_close(f->pub, 0, on_pub_done, f);
   wait_flag(f, &f->srv_done);
   wait_flag(f, &f->pub_done);
-  /* Before the store, as main.c does; the loop below closes its handles. */
-  payment_store_set_group(f->store, NULL);
+  /* Before the store, as svc_main does; the loop below closes its handles. */
   store_group_close(f->group);
   uv_close((uv_handle_t *)&f->tick, on_tick_closed);
   while (uv_run(&f->loop, UV_RUN_DEFAULT) != 0) {

@@ -57,7 +57,7 @@ static int teardown(void **state) {
   return 0;
 }
 
-static payment_store_t *open_store(fixture_t *f, payment_sync_t sync) {
+static payment_store_t *open_store(fixture_t *f, int sync) {
   payment_store_close(f->store);
   f->store = NULL;
   assert_int_equal(payment_store_open(f->dir, sync, &f->store), 0);
@@ -117,13 +117,13 @@ static void open_creates_dir_with_durable_settings(void **state) {
   fixture_t *f = *state;
   char mode[16];
   int sync = -1;
-  payment_store_t *s = open_store(f, PAYMENT_SYNC_FULL);
+  payment_store_t *s = open_store(f, STORE_SYNC_FULL);
   assert_int_equal(access(f->dir, W_OK), 0);
   assert_int_equal(payment_store_settings(s, mode, sizeof(mode), &sync), 0);
   assert_string_equal(mode, "wal");
   assert_int_equal(sync, 2); /* FULL: the WAL is fsynced at every commit */
   assert_int_equal(payment_store_ping(s), 0);
-  s = open_store(f, PAYMENT_SYNC_NORMAL);
+  s = open_store(f, STORE_SYNC_NORMAL);
   assert_int_equal(payment_store_settings(s, mode, sizeof(mode), &sync), 0);
   assert_int_equal(sync, 1);
 
@@ -138,16 +138,16 @@ static void open_creates_dir_with_durable_settings(void **state) {
   sqlite3_finalize(st);
   sqlite3_close(db);
 
-  assert_int_equal(payment_sync_parse("full"), PAYMENT_SYNC_FULL);
-  assert_int_equal(payment_sync_parse("EXTRA"), PAYMENT_SYNC_EXTRA);
-  assert_int_equal(payment_sync_parse("OFF"), -1);
-  assert_int_equal(payment_sync_parse(NULL), -1);
+  assert_int_equal(store_sync_parse("full"), STORE_SYNC_FULL);
+  assert_int_equal(store_sync_parse("EXTRA"), STORE_SYNC_EXTRA);
+  assert_int_equal(store_sync_parse("OFF"), -1);
+  assert_int_equal(store_sync_parse(NULL), -1);
 }
 
 static void refuses_newer_schema_and_bad_args(void **state) {
   fixture_t *f = *state;
   payment_store_t *s = NULL;
-  open_store(f, PAYMENT_SYNC_FULL);
+  open_store(f, STORE_SYNC_FULL);
   payment_store_close(f->store);
   f->store = NULL;
   char path[400];
@@ -156,17 +156,17 @@ static void refuses_newer_schema_and_bad_args(void **state) {
   assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
   assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
-  assert_int_equal(payment_store_open(f->dir, PAYMENT_SYNC_FULL, &s), PAYMENT_STORE_ERROR);
+  assert_int_equal(payment_store_open(f->dir, STORE_SYNC_FULL, &s), STORE_ERROR);
   assert_null(s);
-  assert_int_equal(payment_store_open(path, PAYMENT_SYNC_FULL, &s), PAYMENT_STORE_ERROR);
+  assert_int_equal(payment_store_open(path, STORE_SYNC_FULL, &s), STORE_ERROR);
   assert_null(s);
-  assert_int_equal(payment_store_open(f->dir, (payment_sync_t)0, &s), PAYMENT_STORE_EINVAL);
+  assert_int_equal(payment_store_open(f->dir, 0, &s), STORE_EINVAL);
   assert_null(s);
 }
 
 static void process_records_outcomes(void **state) {
   fixture_t *f = *state;
-  open_store(f, PAYMENT_SYNC_FULL);
+  open_store(f, STORE_SYNC_FULL);
   payment_process_input_t in = input("ord_ok", "user_1", 3998, "USD", "tok_visa");
   json_t *p = process(f, &in, 1);
   assert_int_equal(f->charges, 1);
@@ -203,7 +203,7 @@ static void process_records_outcomes(void **state) {
 
 static void second_process_returns_the_same_row(void **state) {
   fixture_t *f = *state;
-  open_store(f, PAYMENT_SYNC_FULL);
+  open_store(f, STORE_SYNC_FULL);
   payment_process_input_t in = input("ord_1", "user_1", 500, "USD", "tok_visa");
   json_t *first = process(f, &in, 1);
   json_t *again = process(f, &in, 0);
@@ -259,7 +259,7 @@ static void second_process_returns_the_same_row(void **state) {
 
 static void mismatch_is_detected_per_field(void **state) {
   fixture_t *f = *state;
-  open_store(f, PAYMENT_SYNC_FULL);
+  open_store(f, STORE_SYNC_FULL);
   payment_process_input_t in = input("ord_m", "user_1", 500, "USD", "tok_visa");
   json_decref(process(f, &in, 1));
   static const struct {
@@ -297,7 +297,7 @@ static void mismatch_is_detected_per_field(void **state) {
 
 static void refund_transitions(void **state) {
   fixture_t *f = *state;
-  open_store(f, PAYMENT_SYNC_FULL);
+  open_store(f, STORE_SYNC_FULL);
   payment_process_input_t in = input("ord_r", "user_1", 700, "USD", "tok_visa");
   json_t *paid = process(f, &in, 1);
   json_t *p = NULL;
@@ -348,7 +348,7 @@ static void refund_transitions(void **state) {
 
 static void persists_across_reopen(void **state) {
   fixture_t *f = *state;
-  open_store(f, PAYMENT_SYNC_FULL);
+  open_store(f, STORE_SYNC_FULL);
   payment_process_input_t a = input("ord_a", "user_1", 1, "USD", "tok_visa");
   payment_process_input_t b = input("ord_b", "user_2", 2, "JPY", "tok_chargeDeclined");
   json_t *pa = process(f, &a, 1);
@@ -357,7 +357,7 @@ static void persists_across_reopen(void **state) {
   int changed = 0;
   assert_int_equal(payment_store_refund(f->store, "ord_a", 5, &ra, &changed), 0);
 
-  open_store(f, PAYMENT_SYNC_FULL); /* closes and reopens */
+  open_store(f, STORE_SYNC_FULL); /* closes and reopens */
   json_t *g = NULL;
   assert_int_equal(payment_store_get_by_order(f->store, "ord_a", 5, &g), 0);
   assert_true(json_equal(g, ra));
@@ -384,7 +384,7 @@ static void unique_index_is_the_last_guard(void **state) {
   fixture_t *f = *state;
   char path[400];
   sqlite3 *db = NULL;
-  open_store(f, PAYMENT_SYNC_FULL);
+  open_store(f, STORE_SYNC_FULL);
   snprintf(path, sizeof(path), "%s/payment.db", f->dir);
   assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
   assert_int_not_equal(
@@ -430,7 +430,7 @@ static payment_charge_t racing_charge(const payment_process_input_t *in, void *a
 static void lost_race_answers_with_the_winner(void **state) {
   fixture_t *f = *state;
   char path[400];
-  open_store(f, PAYMENT_SYNC_FULL);
+  open_store(f, STORE_SYNC_FULL);
   snprintf(path, sizeof(path), "%s/payment.db", f->dir);
   payment_process_input_t in = input("ord_race", "user_1", 9, "USD", "tok_visa");
   json_t *p = NULL;
@@ -468,11 +468,11 @@ static void upgrades_a_v1_database(void **state) {
                    "INSERT INTO payments VALUES ('pay_old', 'order_1', 'user_a', 3998, 'USD',"
                    " 'tok_visa', 'refunded', NULL, '2026-01-01T00:00:00.000Z',"
                    " '2026-01-02T00:00:00.000Z', '2026-01-02T00:00:00.000Z');");
-  payment_store_t *s = open_store(f, PAYMENT_SYNC_FULL);
+  payment_store_t *s = open_store(f, STORE_SYNC_FULL);
   sqlite3 *db = payment_store_db(s);
   assert_int_equal(testutil_user_version(db), 2);
   json_t *p = NULL;
-  assert_int_equal(payment_store_get_by_order(s, "order_1", 7, &p), PAYMENT_STORE_OK);
+  assert_int_equal(payment_store_get_by_order(s, "order_1", 7, &p), STORE_OK);
   assert_string_equal(str(p, "id"), "pay_old");
   assert_string_equal(str(p, "status"), "refunded");
   assert_int_equal(json_integer_value(json_object_get(p, "amount")), 3998);
