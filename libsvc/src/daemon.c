@@ -88,13 +88,14 @@ static void build_usage(const svc_def_t *def, char *buf, size_t size) {
 static int read_config(const svc_def_t *def, svc_config_t *c) {
   char name[ENV_NAME_MAX_BYTES];
   uint64_t timeout = PROTO_RPC_TIMEOUT_MS_DEFAULT;
-  c->data_dir = proto_config_str("DATA_DIR", SVC_DATA_DIR_DEFAULT);
   /* An IP literal: the listener binds without resolving names. */
   if (proto_config_ip("LISTEN_HOST", SVC_LISTEN_HOST_DEFAULT, &c->listen_host) != 0 ||
       proto_config_port(def->port_env, def->port_default, &c->port) != 0 ||
       proto_rpc_server_opts_from_env(&c->server) != 0)
     return -1;
-  if (def->store_open && store_sync_from_env(&c->sync) != 0)
+  /* Checked, not created: the store creates it once every setting is good. */
+  if (def->store_open && (proto_config_dir("DATA_DIR", SVC_DATA_DIR_DEFAULT, &c->data_dir) != 0 ||
+                          store_sync_from_env(&c->sync) != 0))
     return -1;
   for (unsigned i = 0; i < def->n_upstreams; i++) {
     const svc_upstream_def_t *u = &def->upstreams[i];
@@ -234,10 +235,16 @@ int svc_main(int argc, char **argv, const svc_def_t *def) {
   static char name[DAEMON_NAME_MAX_BYTES];
   int loop_ready = 0, status = EXIT_FAILURE;
 
-  /* --version: the store is SQLite, so a service with one runs on it too. */
-  const proto_daemon_lib_t libs[] = {{"sqlite", sqlite3_libversion()}};
+  /* --version: the store is SQLite, so a service with one runs on it too;
+   * then the service's own libraries. */
+  proto_daemon_lib_t libs[1 + SVC_LIBS_MAX];
+  size_t n_libs = 0;
+  if (def->store_open)
+    libs[n_libs++] = (proto_daemon_lib_t){"sqlite", sqlite3_libversion()};
+  for (unsigned i = 0; i < def->n_libs && i < SVC_LIBS_MAX; i++)
+    libs[n_libs++] = (proto_daemon_lib_t){def->libs[i].name, def->libs[i].version()};
   snprintf(name, sizeof(name), "%s-service", def->name);
-  proto_daemon_set_version(name, def->store_open ? libs : NULL, def->store_open ? 1 : 0);
+  proto_daemon_set_version(name, n_libs ? libs : NULL, n_libs);
   build_usage(def, usage, sizeof(usage));
   int a = proto_daemon_args(argc, argv, usage);
   if (a == PROTO_DAEMON_HEALTH_PROBE)
@@ -247,7 +254,7 @@ int svc_main(int argc, char **argv, const svc_def_t *def) {
   if (proto_log_init(def->name) != 0)
     return EXIT_FAILURE; /* a bad LOG_LEVEL, reported */
   app.def = def;
-  if (read_config(def, &app.cfg) != 0)
+  if (read_config(def, &app.cfg) != 0 || (def->configure && def->configure() != 0))
     goto out;
   if (uv_loop_init(&app.loop) != 0)
     goto out;

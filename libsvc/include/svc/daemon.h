@@ -16,7 +16,8 @@
  * service has a store), runs --health, reads the shared settings once
  * (LOG_LEVEL, LISTEN_HOST -- an IP literal --, the port, DATA_DIR,
  * SQLITE_SYNCHRONOUS, RPC_*, REDIS_*, the upstreams' *_SERVICE_HOST/PORT),
- * refusing a bad value with a message that names it,
+ * refusing a bad value with a message that names it, calls configure() for
+ * the service's own settings (before anything is created or bound),
  * then opens the store and its commit group, the publisher and the upstream
  * clients, calls start(), listens and announces. On SIGTERM/SIGINT the stop
  * order is: stopping(), the server drains what is in flight, stopped(), the
@@ -43,6 +44,14 @@
 /* def->flags */
 #define SVC_REDIS 0x1u      /* reads REDIS_* (a subscriber of its own, say) */
 #define SVC_PUBLISHER 0x3u  /* SVC_REDIS, and svc->pub publishes the events */
+
+/* A library the service links beyond libproto's and SQLite, for --version:
+ * version() is called then (the library loaded at run time). */
+typedef struct svc_lib {
+  const char *name;                /* "libcurl" */
+  const char *(*version)(void);
+} svc_lib_t;
+#define SVC_LIBS_MAX 4
 
 /* An upstream service: the client reads <env>_SERVICE_HOST and
  * <env>_SERVICE_PORT. */
@@ -77,6 +86,8 @@ typedef struct svc_def {
   const svc_upstream_def_t *upstreams;
   unsigned n_upstreams;            /* at most SVC_UPSTREAMS_MAX */
   const char *env_usage;           /* usage lines of the service's own settings, or NULL */
+  const svc_lib_t *libs;           /* more --version lines, or NULL */
+  unsigned n_libs;                 /* at most SVC_LIBS_MAX */
 
   /* The store: open under data_dir with the synchronous level; its db for the
    * commit group; close (NULL is a no-op). */
@@ -84,7 +95,12 @@ typedef struct svc_def {
   sqlite3 *(*store_db)(void *store);
   void (*store_close)(void *store);
 
-  /* Read the service's own settings, set svc->app, register the handlers on
+  /* Read and check the service's own settings (keep them in the service),
+   * right after the shared ones: a bad value stops the daemon before the
+   * store's directory is created or a port bound. 0, or -1 (logged, exit 1).
+   * NULL: none. */
+  int (*configure)(void);
+  /* Use the service's own settings, set svc->app, register the handlers on
    * srv and start the service's own parts. 0, or -1 (logged). Required. */
   int (*start)(svc_t *svc, const svc_config_t *cfg, proto_rpc_server_t *srv);
   /* The hooks below run after start() was called, also when it failed
