@@ -246,8 +246,10 @@ static int call_write(cconn_t *cc, call_t *c) {
   char budget[24];
   snprintf(budget, sizeof(budget), "%" PRIu64,
            c->deadline_ms > now ? c->deadline_ms - now : 0);
-  if (meta)
-    json_object_set_new(meta, "timeoutMs", json_string(budget));
+  /* A request without its budget would let the peer work past our
+   * deadline: refuse to send it rather than send it short. */
+  if (meta && json_object_set_new(meta, "timeoutMs", json_string(budget)) != 0)
+    return PROTO_ENOMEM;
   int rc = proto__write_packet(&cc->out, (uv_stream_t *)&cc->tcp, c->packet, NULL);
   if (rc != 0)
     return rc;
@@ -658,8 +660,12 @@ int proto_rpc_client_send_pattern(proto_rpc_client_t *cli, const json_t *pattern
   }
   c->id = ++cli->next_id;
   snprintf(idstr, sizeof(idstr), "%016" PRIx64, c->id);
-  if (request_id)
-    json_object_set_new(meta, "requestId", json_string(request_id));
+  if (request_id && json_object_set_new(meta, "requestId", json_string(request_id)) != 0) {
+    free(c);
+    json_decref(meta);
+    json_decref(data);
+    return PROTO_ENOMEM;
+  }
   c->packet = proto_packet_request(pattern, data, json_string(idstr), meta);
   if (!c->packet) {
     free(c);
