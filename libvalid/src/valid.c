@@ -15,15 +15,7 @@ void valid_verr_add(valid_verrs_t *errs, const char *field, size_t field_len,
                     const char *message) {
   if (errs->n >= VALID_VERR_MAX)
     return; /* enough to act on; the rest would only bloat the reply */
-  valid_verr_t *e = &errs->e[errs->n++];
-  e->field = field;
-  e->field_len = field_len;
-  e->message = message;
-  e->path[0] = '\0';
-}
-
-const char *valid_verr_field(const valid_verr_t *e) {
-  return e->field ? e->field : e->path;
+  errs->e[errs->n++] = (valid_verr_t){field, field_len, message};
 }
 
 /* Keep at most max of s's len bytes, not splitting a UTF-8 character. */
@@ -36,25 +28,32 @@ static size_t utf8_cut(const char *s, size_t len, size_t max) {
 }
 
 void valid_verrs_nest(valid_verrs_t *errs, const char *prefix, const valid_verrs_t *inner) {
-  size_t plen = utf8_cut(prefix, strlen(prefix), VALID_VERR_PATH_MAX_BYTES - 1);
-  for (size_t i = 0; i < inner->n && errs->n < VALID_VERR_MAX; i++) {
-    const valid_verr_t *in = &inner->e[i];
-    valid_verr_t *e = &errs->e[errs->n++];
-    /* The path is the entry's own: the prefix is usually a caller's buffer
-     * that is gone by the time the reply is built. */
-    size_t flen = utf8_cut(valid_verr_field(in), in->field_len,
-                           VALID_VERR_PATH_MAX_BYTES - 1 - plen);
-    memcpy(e->path, prefix, plen);
-    memcpy(e->path + plen, valid_verr_field(in), flen);
-    e->path[plen + flen] = '\0';
-    e->field = NULL;
-    e->field_len = plen + flen;
-    e->message = in->message;
-  }
+  for (size_t i = 0; i < inner->n; i++)
+    valid_verr_add_prefixed(errs, prefix, inner->e[i].field, inner->e[i].field_len,
+                            inner->e[i].message);
 }
 
 void valid_verr_add_static(valid_verrs_t *errs, const char *field, const char *message) {
   valid_verr_add(errs, field, strlen(field), message);
+}
+
+void valid_verr_add_prefixed(valid_verrs_t *errs, const char *prefix, const char *field,
+                             size_t field_len, const char *message) {
+  if (errs->n >= VALID_VERR_MAX)
+    return;
+  char *name = errs->names[errs->n];
+  size_t plen = strlen(prefix), room = VALID_VERR_NAME_MAX_BYTES - 1;
+  if (plen > room)
+    plen = room;
+  size_t flen = field_len > room - plen ? room - plen : field_len;
+  /* Cut on a character boundary so the reply stays valid UTF-8. */
+  if (flen < field_len)
+    while (flen > 0 && ((unsigned char)field[flen] & 0xC0) == 0x80)
+      flen--;
+  memcpy(name, prefix, plen);
+  memcpy(name + plen, field, flen);
+  name[plen + flen] = '\0';
+  valid_verr_add(errs, name, plen + flen, message);
 }
 
 bool valid_begin(const json_t *data, valid_verrs_t *errs) {
@@ -115,6 +114,56 @@ bool valid_check_id(const json_t *obj, const char *field, size_t max_bytes,
     return false;
   }
   *id = s;
+  return true;
+}
+
+bool valid_int_in_range(const json_t *v, int64_t min, int64_t max, int64_t *out) {
+  if (json_is_integer(v)) {
+    json_int_t i = json_integer_value(v);
+    if (i < min || i > max)
+      return false;
+    *out = (int64_t)i;
+    return true;
+  }
+  if (json_is_real(v)) {
+    double d = json_real_value(v);
+    if (!isfinite(d) || d != floor(d) || d < (double)min || d > (double)max)
+      return false;
+    *out = (int64_t)d;
+    return true;
+  }
+  return false;
+}
+
+bool valid_opt_int(const json_t *obj, const char *field, int64_t def, int64_t min,
+                   int64_t max, const char *msg, int64_t *out, valid_verrs_t *errs) {
+  const json_t *v = json_object_get(obj, field);
+  if (!v || json_is_null(v)) {
+    *out = def;
+    return true;
+  }
+  if (valid_int_in_range(v, min, max, out))
+    return true;
+  valid_verr_add_static(errs, field, msg);
+  return false;
+}
+
+bool valid_req_int(const json_t *obj, const char *field, int64_t min, int64_t max,
+                   const char *msg, int64_t *out, valid_verrs_t *errs) {
+  const json_t *v = json_object_get(obj, field);
+  if (!v || json_is_null(v)) {
+    valid_verr_add_static(errs, field, VALID_MSG_REQUIRED);
+    return false;
+  }
+  return valid_opt_int(obj, field, 0, min, max, msg, out, errs);
+}
+
+bool valid_currency_code(const char *s, size_t len) {
+  if (len != 3)
+    return false;
+  for (size_t i = 0; i < 3; i++)
+    if (s[i] < 'A' || s[i] > 'Z')
+      return false;
   return true;
 }
 
@@ -181,13 +230,12 @@ json_t *valid_error_object(const valid_verrs_t *errs) {
   msg[0] = '\0';
   for (size_t i = 0; i < errs->n; i++) {
     const valid_verr_t *e = &errs->e[i];
-    const char *field = valid_verr_field(e);
-    json_t *d = json_pack("{s:s%, s:s}", "field", field, e->field_len, "message",
+    json_t *d = json_pack("{s:s%, s:s}", "field", e->field, e->field_len, "message",
                           e->message);
     if (!d || json_array_append_new(details, d) != 0)
       goto fail;
     used += (size_t)snprintf(msg + used, cap - used, "%s%.*s %s", i ? "; " : "",
-                             (int)e->field_len, field, e->message);
+                             (int)e->field_len, e->field, e->message);
   }
   json_t *err = proto_error_object(400, "VALIDATION_FAILED", msg, details);
   free(msg);

@@ -13,8 +13,7 @@
 
 #define VALID_VERR_MAX 8                /* field errors reported per request */
 #define VALID_VERR_FIELD_MAX_BYTES 64   /* an unknown field's name is cut to this */
-#define VALID_VERR_PATH_MAX_BYTES 96    /* a nested field's path with its NUL: "items[99]."
-                                         * plus a cut name fits */
+#define VALID_VERR_NAME_MAX_BYTES 96    /* a composed name ("items[3].quantity"), NUL included */
 
 #define VALID_MSG_REQUIRED "is required"
 #define VALID_MSG_STRING "must be a string"
@@ -23,20 +22,22 @@
 #define VALID_MSG_CONTROL "must not contain control characters"
 #define VALID_MSG_OBJECT "must be an object"
 
-/* One field error. field borrows from the validated data (or is static) and
- * is field_len bytes, not NUL-terminated; message is static. A nested field
- * (valid_verrs_nest) has no field to borrow: field is NULL and its path is
- * in path. Read the name with valid_verr_field(). */
+/* One field error. field borrows from the validated data (or is static, or
+ * is a composed name in the list's names[]) and is field_len bytes, not
+ * NUL-terminated; message is static. */
 typedef struct valid_verr {
   const char *field;
   size_t field_len;
   const char *message;
-  char path[VALID_VERR_PATH_MAX_BYTES]; /* when field is NULL: the name, NUL-terminated */
 } valid_verr_t;
 
+/* Keep a list where it was filled: a composed name (valid_verr_add_prefixed)
+ * lives in names[] and e[i].field points there, so a copy of the struct would
+ * point into the original. */
 typedef struct valid_verrs {
   size_t n;                             /* errors recorded (at most VALID_VERR_MAX) */
   valid_verr_t e[VALID_VERR_MAX];
+  char names[VALID_VERR_MAX][VALID_VERR_NAME_MAX_BYTES]; /* composed field names */
 } valid_verrs_t;
 
 /* Record an error; beyond VALID_VERR_MAX errors are dropped. */
@@ -45,15 +46,17 @@ void valid_verr_add(valid_verrs_t *errs, const char *field, size_t field_len,
 /* The same for a NUL-terminated field name. */
 void valid_verr_add_static(valid_verrs_t *errs, const char *field, const char *message);
 
-/* The field's name, e->field_len bytes: e->field, or e->path for a nested
- * field. Borrowed from e (or the data): valid while both are. */
-const char *valid_verr_field(const valid_verr_t *e);
+/* Record prefix + field (field_len bytes) as the field's name, composed in
+ * errs' own storage: for fields of nested objects ("items[3]." + "quantity").
+ * The name is cut to VALID_VERR_NAME_MAX_BYTES - 1 on a UTF-8 boundary. */
+void valid_verr_add_prefixed(valid_verrs_t *errs, const char *prefix, const char *field,
+                             size_t field_len, const char *message);
 
 /* Append the errors of a nested value (an array element, say, checked with
- * the readers below into inner) to errs, each named prefix + its field
- * ("items[2]." + "price"; prefix "items[2]" with an empty field names the
- * element itself). The name is copied into the entry's path, cut on a UTF-8
- * character boundary to fit; beyond VALID_VERR_MAX the rest is dropped. */
+ * the readers below into inner) to errs, each named prefix + its field as
+ * valid_verr_add_prefixed() does ("items[2]." + "price"; prefix "items[2]"
+ * with an empty field names the element itself). In order; beyond
+ * VALID_VERR_MAX the rest is dropped. */
 void valid_verrs_nest(valid_verrs_t *errs, const char *prefix, const valid_verrs_t *inner);
 
 /* Start a validation: clear errs; false (with "data must be an object")
@@ -74,6 +77,23 @@ const char *valid_req_string(const json_t *obj, const char *field, size_t *len,
  * False with an error recorded otherwise. */
 bool valid_check_id(const json_t *obj, const char *field, size_t max_bytes,
                     const char *too_long, const char **id, size_t *len, valid_verrs_t *errs);
+
+/* A JSON integer, or an integral number (JavaScript has one number type: 2.0
+ * is the integer 2), within [min, max] into *out. Strings are not numbers
+ * here (see valid_int_param for query strings). False otherwise. */
+bool valid_int_in_range(const json_t *v, int64_t min, int64_t max, int64_t *out);
+
+/* An optional integer field: absent or null gives def; otherwise it must pass
+ * valid_int_in_range, else msg is recorded for field. False on an error. */
+bool valid_opt_int(const json_t *obj, const char *field, int64_t def, int64_t min,
+                   int64_t max, const char *msg, int64_t *out, valid_verrs_t *errs);
+
+/* The same for a required field ("is required" when absent or null). */
+bool valid_req_int(const json_t *obj, const char *field, int64_t min, int64_t max,
+                   const char *msg, int64_t *out, valid_verrs_t *errs);
+
+/* Non-zero when s is the shape of an ISO 4217 code: three letters A-Z. */
+bool valid_currency_code(const char *s, size_t len);
 
 /* page/limit: a JSON integer, an integral number, or a decimal string (query
  * strings passed through by the gateway). Absent or null: *out = def.
