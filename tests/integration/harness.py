@@ -63,6 +63,7 @@ def binary(rel):
 
 
 USER_SERVICE = "services/user/user-service"
+INVENTORY_SERVICE = "services/inventory/inventory-service"
 GATEWAY = "gateway/gateway"
 PROTO_CALL = "tools/proto-call/proto-call"
 
@@ -334,6 +335,17 @@ class DaemonTestCase(unittest.TestCase):
         }
         env.update({k: str(v) for k, v in extra_env.items()})
         d = self.start_daemon("user-service", USER_SERVICE, env, ("rpc",))
+        d.data_dir = env["DATA_DIR"]
+        return d
+
+    def start_inventory_service(self, data_dir=None, port=0, **extra_env):
+        env = {
+            "LISTEN_HOST": "127.0.0.1",
+            "INVENTORY_SERVICE_PORT": str(port),
+            "DATA_DIR": data_dir or self.make_data_dir(),
+        }
+        env.update({k: str(v) for k, v in extra_env.items()})
+        d = self.start_daemon("inventory-service", INVENTORY_SERVICE, env, ("rpc",))
         d.data_dir = env["DATA_DIR"]
         return d
 
