@@ -100,9 +100,10 @@ static int read_config(const svc_def_t *def, svc_config_t *c) {
   for (unsigned i = 0; i < def->n_upstreams; i++) {
     const svc_upstream_def_t *u = &def->upstreams[i];
     snprintf(name, sizeof(name), "%s_SERVICE_HOST", u->env);
-    c->upstream_host[i] = proto_config_str(name, "127.0.0.1");
+    if (proto_config_host(name, "127.0.0.1", &c->upstream_host[i]) != 0)
+      return -1;
     snprintf(name, sizeof(name), "%s_SERVICE_PORT", u->env);
-    if (proto_config_port(name, u->port_default, &c->upstream_port[i]) != 0)
+    if (proto_config_peer_port(name, u->port_default, &c->upstream_port[i]) != 0)
       return -1;
   }
   if (def->n_upstreams &&
