@@ -47,6 +47,7 @@ else
 fi
 
 start user "${USER_SERVICE_PORT:=3001}" "$build/services/user/user-service"
+start inventory "${INVENTORY_SERVICE_PORT:=3005}" "$build/services/inventory/inventory-service"
 start payment "${PAYMENT_SERVICE_PORT:=3003}" "$build/services/payment/payment-service"
 start notification "${NOTIFICATION_SERVICE_PORT:=3004}" \
   "$build/services/notification/notification-service"
