@@ -1,9 +1,9 @@
 /* handlers.c: the notification service's glue. Events from the Redis
  * subscriber become stored notifications (and webhook deliveries); RPC
- * requests read them back. Each ntf_op_* returns a transport-free result;
- * the thin callbacks answer the call and log one line per request or event.
- * With a commit group, every write of a loop turn shares one COMMIT, and
- * what must follow durability is deferred until after it.
+ * requests read them back. Each ntf_op_* returns a transport-free result
+ * (svc_result_t); the thin callbacks hand it to libsvc, which logs one line
+ * per request and answers. With a commit group, every write of a loop turn
+ * shares one COMMIT, and what must follow durability waits for it.
  */
 #include "notification.h"
 
@@ -15,7 +15,7 @@
 
 #include "proto/error.h"
 #include "proto/log.h"
-#include "proto/packet.h"
+#include "svc/answer.h"
 #include "valid/valid.h"
 
 #define STR_(x) #x
@@ -26,34 +26,9 @@
 #define MSG_LIMIT "must be a positive integer (values above " STR(NTF_LIMIT_MAX) \
                   " are capped)"
 
-/* --- results ----------------------------------------------------------------- */
-
-static ntf_result_t result_ok(json_t *response) {
-  return (ntf_result_t){200, "OK", response, NULL};
-}
-
-static ntf_result_t result_err(int status, const char *code, const char *message) {
-  return (ntf_result_t){status, code, NULL, proto_error_object(status, code, message, NULL)};
-}
-
-static ntf_result_t storage_error(void) {
-  /* The cause is logged by the store; the client gets no internals. */
-  return result_err(500, "STORAGE_ERROR", "Storage error");
-}
-
 /* --- request validation --------------------------------------------------------- */
 
 typedef valid_verrs_t verrs_t;
-
-/* {"statusCode":400,"code":"VALIDATION_FAILED","message":"userId is required",
- *  "details":[{"field":"userId","message":"is required"}]}, as the user
- * service answers. */
-static ntf_result_t result_invalid(const verrs_t *errs) {
-  json_t *err = valid_error_object(errs);
-  if (!err)
-    return (ntf_result_t){500, "INTERNAL_ERROR", NULL, NULL};
-  return (ntf_result_t){400, "VALIDATION_FAILED", NULL, err};
-}
 
 typedef struct list_input {
   const char *user_id;
@@ -77,14 +52,14 @@ static int validate_list(const json_t *data, list_input_t *in, verrs_t *errs) {
 
 /* --- operations ------------------------------------------------------------------ */
 
-ntf_result_t ntf_op_list(ntf_service_t *svc, const json_t *data) {
+svc_result_t ntf_op_list(svc_t *svc, const json_t *data) {
   list_input_t in;
   verrs_t errs;
   json_t *items = NULL;
   int64_t total = 0;
   if (validate_list(data, &in, &errs) != 0)
-    return result_invalid(&errs);
-  /* No store_group_defer() for reads: a read makes no promise that must
+    return svc_invalid(&errs);
+  /* Answered at once, not after the COMMIT: a read makes no promise that must
    * wait for durability. It runs on the group's connection, so it may show
    * rows of the turn's still-open transaction; if that COMMIT then fails,
    * those events are logged as lost (event_lost) just as if they had failed
@@ -93,26 +68,27 @@ ntf_result_t ntf_op_list(ntf_service_t *svc, const json_t *data) {
    * deferring every read in a busy turn would only add latency. */
   if (ntf_store_list(svc->store, in.user_id, in.user_id_len, in.page, in.limit, &items,
                      &total) != 0)
-    return storage_error();
+    return svc_storage_error();
   json_t *r = json_pack("{s:o, s:I, s:I, s:I}", "notifications", items, "total",
                         (json_int_t)total, "page", (json_int_t)in.page, "limit",
                         (json_int_t)in.limit);
-  return r ? result_ok(r) : storage_error();
+  return r ? svc_ok(r) : svc_storage_error();
 }
 
-ntf_result_t ntf_op_health(ntf_service_t *svc) {
+svc_result_t ntf_op_health(svc_t *svc) {
+  const ntf_app_t *app = svc->app;
   if (ntf_store_ping(svc->store) != 0)
-    return result_err(503, "SERVICE_UNHEALTHY", "Notification database check failed");
+    return svc_err(503, "SERVICE_UNHEALTHY", "Notification database check failed");
   /* Redis being away does not make the service unhealthy: it still serves
    * what it stored, and the subscriber reconnects on its own. */
-  json_t *redis = svc->sub ? proto_events_sub_health(svc->sub) : json_null();
-  json_t *hook = svc->webhook ? ntf_webhook_health(svc->webhook) : json_null();
+  json_t *redis = app->sub ? proto_events_sub_health(app->sub) : json_null();
+  json_t *hook = app->webhook ? ntf_webhook_health(app->webhook) : json_null();
   json_t *r = json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:I, s:I, s:I, s:I}}", "status", "ok",
                         "service", "notification", "db", "ok", "redis", redis, "webhook",
-                        hook, "events", "stored", (json_int_t)svc->stored, "duplicates",
-                        (json_int_t)svc->duplicates, "invalid", (json_int_t)svc->invalid,
-                        "errors", (json_int_t)svc->errors);
-  return r ? result_ok(r) : storage_error();
+                        hook, "events", "stored", (json_int_t)app->stored, "duplicates",
+                        (json_int_t)app->duplicates, "invalid", (json_int_t)app->invalid,
+                        "errors", (json_int_t)app->errors);
+  return r ? svc_ok(r) : svc_storage_error();
 }
 
 /* --- events ----------------------------------------------------------------------- */
@@ -143,13 +119,13 @@ static void log_event(proto_log_level_t level, const char *request_id, const cha
 
 /* Hand a stored notification to the webhook: the object without its
  * delivery state, which means nothing to the receiver. */
-static void submit_delivery(ntf_service_t *svc, const json_t *ntf, unsigned attempts) {
+static void submit_delivery(ntf_app_t *app, const json_t *ntf, unsigned attempts) {
   const char *id = json_string_value(json_object_get(ntf, "id"));
   const char *rid = json_string_value(json_object_get(ntf, "requestId"));
   json_t *body = json_copy((json_t *)ntf); /* shallow: data is shared, not copied */
   if (body)
     json_object_del(body, "delivery");
-  int rc = body ? ntf_webhook_submit(svc->webhook, id, rid, body, attempts) : PROTO_ENOMEM;
+  int rc = body ? ntf_webhook_submit(app->webhook, id, rid, body, attempts) : PROTO_ENOMEM;
   if (rc != 0)
     /* It stays "pending" in the store: the next start retries it. */
     proto_log_fields(PROTO_LOG_WARN, rid, "notification_delivery_deferred",
@@ -160,7 +136,7 @@ static void submit_delivery(ntf_service_t *svc, const json_t *ntf, unsigned atte
 /* A notification whose insert must become durable before it is reported
  * (the "stored" counter, the notification_stored line) or delivered. */
 typedef struct stored {
-  ntf_service_t *svc;
+  ntf_app_t *app;
   json_t *ntf;                     /* owned reference */
   const char *type;                /* static */
   uint64_t t0;                     /* when the event was handed to us */
@@ -172,18 +148,18 @@ typedef struct stored {
  * failed. Everything it needs comes from the notification: the event's
  * strings were borrowed for the handler call only. */
 static void stored_done(stored_t *st, int status) {
-  ntf_service_t *svc = st->svc;
+  ntf_app_t *app = st->app;
   const json_t *ntf = st->ntf;
   const char *rid = json_string_value(json_object_get(ntf, "requestId"));
   const char *pattern = json_string_value(json_object_get(ntf, "eventPattern"));
   const char *event_id = json_string_value(json_object_get(ntf, "eventId"));
   if (status != 0) {
-    svc->errors++;
+    app->errors++;
     log_event(PROTO_LOG_ERROR, rid, "event_lost", pattern, event_id,
               json_pack("{s:s}", "reason", "storage error (commit failed)"));
     return;
   }
-  svc->stored++;
+  app->stored++;
   /* The line that lets one request be followed gateway -> order -> redis ->
    * notification: it carries the event's requestId. Built only when it will
    * be written (the benchmark and production run at warn). */
@@ -194,10 +170,10 @@ static void stored_done(stored_t *st, int status) {
                         json_object_get(ntf, "userId"), "orderId",
                         json_object_get(ntf, "orderId"), "durationUs",
                         (json_int_t)((uv_hrtime() - st->t0) / 1000u)));
-  /* svc->webhook is read now, not when the event came: a stop in between
+  /* app->webhook is read now, not when the event came: a stop in between
    * closed it, and the notification stays pending for the next start. */
-  if (svc->webhook)
-    submit_delivery(svc, ntf, 0);
+  if (app->webhook)
+    submit_delivery(app, ntf, 0);
 }
 
 static void on_stored_committed(int status, void *arg) {
@@ -208,8 +184,8 @@ static void on_stored_committed(int status, void *arg) {
   free(st);
 }
 
-ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev,
-                                     json_t **ntf_out) {
+ntf_event_outcome_t ntf_handle_event(svc_t *svc, const proto_event_t *ev, json_t **ntf_out) {
+  ntf_app_t *app = svc->app;
   uint64_t t0 = uv_hrtime();
   const char *pattern = ev->channel;
   const char *rid = ev->request_id && id_ok(ev->request_id) ? ev->request_id : NULL;
@@ -236,7 +212,7 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
   }
   if (bad != 0) {
     char msg[256];
-    svc->invalid++;
+    app->invalid++;
     snprintf(msg, sizeof(msg), "%s %s", why.field, why.message);
     /* Events get no reply: this line is the only trace of a dropped one. */
     log_event(PROTO_LOG_WARN, rid, "event_invalid", pattern, event_id,
@@ -249,7 +225,7 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
      * from the content still de-duplicates a redelivery; the price is that
      * two distinct events with identical data store once. */
     if (ntf_event_id_derive(pattern, ev->data, derived) != 0) {
-      svc->errors++;
+      app->errors++;
       log_event(PROTO_LOG_ERROR, rid, "event_lost", pattern, NULL,
                 json_pack("{s:s}", "reason", "cannot derive an event id (out of memory)"));
       return NTF_EVENT_ERROR;
@@ -259,9 +235,9 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
       log_event(PROTO_LOG_DEBUG, rid, "event_id_derived", pattern, event_id, NULL);
   }
   ntf = ntf_notification_new(&draft, event_id, pattern, ev->data, rid,
-                             svc->webhook ? "pending" : "none");
+                             app->webhook ? "pending" : "none");
   if (!ntf) {
-    svc->errors++;
+    app->errors++;
     log_event(PROTO_LOG_ERROR, rid, "event_lost", pattern, event_id,
               json_pack("{s:s}", "reason", "cannot build the notification"));
     return NTF_EVENT_ERROR;
@@ -272,25 +248,26 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
     const char *reason = NULL;
     if (!(later = malloc(sizeof(*later))))
       reason = "out of memory";
-    else if (store_group_begin(svc->group) != 0)
+    else if (svc_write_begin(svc) != 0)
       reason = "storage error"; /* logged by the group */
     if (later && !reason) {
-      *later = (stored_t){svc, json_incref(ntf), draft.type, t0, 0};
-      if (store_group_defer(svc->group, on_stored_committed, later) != 0) {
+      /* The transaction is open now, so this waits for its COMMIT. */
+      *later = (stored_t){app, json_incref(ntf), draft.type, t0, 0};
+      if (svc_after_commit(svc, on_stored_committed, later) != 0) {
         json_decref(later->ntf);
         reason = "cannot defer until the commit";
       }
     }
     if (reason) {
       free(later);
-      svc->errors++;
+      app->errors++;
       log_event(PROTO_LOG_ERROR, rid, "event_lost", pattern, event_id,
                 json_pack("{s:s}", "reason", reason));
       goto out;
     }
   }
   int rc = ntf_store_insert(svc->store, ntf);
-  if (rc == NTF_STORE_EINVAL) {
+  if (rc == STORE_EINVAL) {
     /* Only an oversized data object gets here: keep the notification, drop
      * the copy of the event. */
     log_event(PROTO_LOG_WARN, rid, "event_data_too_large", pattern, event_id,
@@ -299,17 +276,17 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
     rc = ntf_store_insert(svc->store, ntf);
   }
   switch (rc) {
-  case NTF_STORE_OK:
+  case STORE_OK:
     outcome = NTF_EVENT_STORED;
     break;
   case NTF_STORE_DUPLICATE:
-    svc->duplicates++;
+    app->duplicates++;
     if (proto_log_enabled(PROTO_LOG_INFO))
       log_event(PROTO_LOG_INFO, rid, "event_duplicate", pattern, event_id, NULL);
     outcome = NTF_EVENT_DUPLICATE;
     goto out;
   default:
-    svc->errors++;
+    app->errors++;
     log_event(PROTO_LOG_ERROR, rid, "event_lost", pattern, event_id,
               json_pack("{s:s}", "reason", "storage error"));
     goto out;
@@ -317,7 +294,7 @@ ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev
   if (later) {
     later->inserted = 1; /* stored_done() runs after the group's COMMIT */
   } else {
-    stored_t now = {svc, ntf, draft.type, t0, 1};
+    stored_t now = {app, ntf, draft.type, t0, 1};
     stored_done(&now, 0); /* autocommit: the insert is already durable */
   }
   if (ntf_out) {
@@ -333,7 +310,7 @@ void ntf_on_event(const proto_event_t *ev, void *ctx) {
   ntf_handle_event(ctx, ev, NULL);
 }
 
-int ntf_events_register(proto_events_sub_t *sub, ntf_service_t *svc) {
+int ntf_events_register(proto_events_sub_t *sub, svc_t *svc) {
   for (int k = 0; k < NTF_EV_COUNT_; k++) {
     int rc = proto_events_sub_on(sub, ntf_event_pattern((ntf_event_kind_t)k), ntf_on_event, svc);
     if (rc != 0)
@@ -348,27 +325,27 @@ int ntf_events_register(proto_events_sub_t *sub, ntf_service_t *svc) {
  * store keeps the previous state (pending: the next start delivers again,
  * and the Idempotency-Key lets the receiver drop the repeat). */
 static void on_delivery_committed(int status, void *arg) {
-  ntf_service_t *svc = arg;
+  ntf_app_t *app = arg;
   if (status == 0)
     return;
-  svc->errors++;
+  app->errors++;
   proto_log(PROTO_LOG_ERROR, NULL, "notification_delivery_unrecorded",
             "a delivery outcome was not stored (commit failed)");
 }
 
 void ntf_on_delivery_report(const ntf_webhook_report_t *r, void *ctx) {
-  ntf_service_t *svc = ctx;
+  svc_t *svc = ctx;
+  ntf_app_t *app = svc->app;
   const char *status = ntf_delivery_name(r->status);
-  int rc = NTF_STORE_ERROR;
+  int rc = STORE_ERROR;
   /* Through the group, the outcomes of one turn share its COMMIT. Nothing
    * waits for it but the error count: the log line below reports what the
    * receiver answered, which is true whether or not it is stored. */
-  if (!svc->group || store_group_begin(svc->group) == 0)
+  if (svc_write_begin(svc) == 0)
     rc = ntf_store_set_delivery(svc->store, r->id, status, r->attempts, r->error);
   if (rc != 0 && rc != NTF_STORE_NOT_FOUND)
-    svc->errors++; /* logged by the store or the group */
-  else if (rc == 0 && svc->group &&
-           store_group_defer(svc->group, on_delivery_committed, svc) != 0)
+    app->errors++; /* logged by the store or the group */
+  else if (rc == 0 && svc_after_commit(svc, on_delivery_committed, app) != 0)
     proto_log(PROTO_LOG_WARN, NULL, "notification_delivery_unchecked",
               "cannot watch the commit of a delivery outcome");
   const char *event;
@@ -395,15 +372,16 @@ void ntf_on_delivery_report(const ntf_webhook_report_t *r, void *ctx) {
   proto_log_fields(level, r->request_id, event, f);
 }
 
-int ntf_resume_pending(ntf_service_t *svc) {
+int ntf_resume_pending(svc_t *svc) {
+  ntf_app_t *app = svc->app;
   json_t *items = NULL;
   size_t i;
   json_t *n;
   int submitted = 0;
-  if (ntf_store_pending(svc->store, svc->webhook ? NTF_WEBHOOK_QUEUE_MAX_DEFAULT : 1, &items) !=
+  if (ntf_store_pending(svc->store, app->webhook ? NTF_WEBHOOK_QUEUE_MAX_DEFAULT : 1, &items) !=
       0)
     return -1;
-  if (!svc->webhook) {
+  if (!app->webhook) {
     if (json_array_size(items) > 0)
       proto_log(PROTO_LOG_WARN, NULL, "webhook_pending_kept",
                 "notifications await delivery but NOTIFY_WEBHOOK_URL is not set");
@@ -413,7 +391,7 @@ int ntf_resume_pending(ntf_service_t *svc) {
   json_array_foreach(items, i, n) {
     json_int_t attempts =
         json_integer_value(json_object_get(json_object_get(n, "delivery"), "attempts"));
-    submit_delivery(svc, n, attempts > 0 && attempts < (json_int_t)UINT32_MAX ? (unsigned)attempts
+    submit_delivery(app, n, attempts > 0 && attempts < (json_int_t)UINT32_MAX ? (unsigned)attempts
                                                                               : 0u);
     submitted++;
   }
@@ -426,42 +404,40 @@ int ntf_resume_pending(ntf_service_t *svc) {
 
 /* --- RPC glue ---------------------------------------------------------------------- */
 
-static void answer(proto_rpc_call_t *call, const char *pattern, ntf_result_t r,
-                   uint64_t start_ns) {
-  proto_log_level_t level = r.status >= 500 ? PROTO_LOG_ERROR : PROTO_LOG_INFO;
-  /* Log first: the request id belongs to the call, which the reply consumes. */
-  if (proto_log_enabled(level)) {
-    json_t *f = json_pack("{s:s, s:i, s:s, s:I}", "pattern", pattern, "status", r.status,
-                          "outcome", r.code, "durationUs",
-                          (json_int_t)((uv_hrtime() - start_ns) / 1000u));
-    if (f && r.err && json_object_get(r.err, "message"))
-      json_object_set(f, "msg", json_object_get(r.err, "message"));
-    proto_log_fields(level, proto_rpc_call_request_id(call), "request", f);
-  }
-  if (r.status == 200)
-    proto_rpc_call_reply(call, r.response);
-  else if (r.err)
-    proto_rpc_call_reply_err(call, r.err);
-  else
-    proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory"); /* ENOMEM */
-}
-
+/* Both patterns answer at once: neither rests on a write of its own (see
+ * ntf_op_list for reads of the open transaction). */
 static void on_get_notifications(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
-  answer(call, "get_notifications", ntf_op_list(ctx, data), t0);
+  svc_answer_now(ctx, call, "get_notifications", ntf_op_list(ctx, data), t0);
 }
 
 static void on_health(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
   (void)data;
-  answer(call, "health", ntf_op_health(ctx), t0);
+  svc_answer_now(ctx, call, "health", ntf_op_health(ctx), t0);
 }
 
-int ntf_handlers_register(proto_rpc_server_t *srv, ntf_service_t *svc) {
+int ntf_handlers_register(proto_rpc_server_t *srv, svc_t *svc) {
   int rc;
   if ((rc = proto_rpc_server_handle_cmd(srv, "get_notifications", on_get_notifications, svc)) !=
           0 ||
       (rc = proto_rpc_server_handle_cmd(srv, "health", on_health, svc)) != 0)
     return rc;
   return 0;
+}
+
+/* --- the context ------------------------------------------------------------------- */
+
+void ntf_svc_setup(svc_t *svc, ntf_app_t *app) {
+  /* The request lines keep their keys (pattern, status, outcome,
+   * durationUs, msg): no subject id or fields of our own. */
+  svc->app = app;
+  svc->log_id_key = NULL;
+  svc->log_fields = NULL;
+}
+
+void ntf_svc_init(svc_t *svc, uv_loop_t *loop, ntf_store_t *store, store_group_t *group,
+                  ntf_app_t *app) {
+  svc_init(svc, loop, "notification", store, group);
+  ntf_svc_setup(svc, app);
 }

@@ -7,7 +7,8 @@
  * with sha256.c); store.c owns the SQLite database;
  * webhook.c POSTs notifications to NOTIFY_WEBHOOK_URL with libcurl's multi
  * interface on the libuv loop; handlers.c glues them to the Redis subscriber
- * and the RPC server.
+ * and the RPC server, on libsvc's service context (svc/service.h), which
+ * main.c's table hands to svc_main() (svc/daemon.h).
  */
 #ifndef NOTIFICATION_H
 #define NOTIFICATION_H
@@ -21,11 +22,13 @@
 #include "proto/rpc_server.h"
 #include "proto/util.h"
 #include "store/commit_group.h"
+#include "store/db.h"
+#include "svc/result.h"
+#include "svc/service.h"
 
 /* --- limits and defaults ----------------------------------------------------- */
 
 #define NTF_SERVICE_PORT_DEFAULT 3004
-#define NTF_DATA_DIR_DEFAULT "./var"
 #define NTF_DB_FILE "notification.db"
 
 #define NTF_ID_PREFIX "ntf_"             /* notification ids: ntf_ + 32 hex */
@@ -152,28 +155,18 @@ json_t *ntf_notification_new(const ntf_draft_t *d, const char *event_id,
 
 typedef struct ntf_store ntf_store_t;
 
-typedef enum {
-  NTF_STORE_OK = 0,
-  NTF_STORE_NOT_FOUND = -1,
-  NTF_STORE_DUPLICATE = -2,        /* a notification for this eventId exists */
-  NTF_STORE_EINVAL = -3,           /* bad argument */
-  NTF_STORE_ERROR = -4,            /* SQLite or filesystem failure, logged */
-} ntf_store_rc_t;
+/* Return codes: STORE_OK, STORE_EINVAL (bad argument), STORE_ERROR (SQLite
+ * or filesystem failure, logged) from store/db.h, and: */
+enum {
+  NTF_STORE_NOT_FOUND = STORE_RC_SERVICE,
+  NTF_STORE_DUPLICATE = STORE_RC_SERVICE - 1, /* a notification for this eventId exists */
+};
 
-/* PRAGMA synchronous values we allow (SQLite's numbering). */
-typedef enum {
-  NTF_SYNC_NORMAL = 1,
-  NTF_SYNC_FULL = 2,               /* default: WAL fsync on every commit */
-  NTF_SYNC_EXTRA = 3,
-} ntf_sync_t;
-
-/* "NORMAL", "FULL", "EXTRA" (any case) -> the mode; -1 when unknown. */
-int ntf_sync_parse(const char *s);
-
-/* Create data_dir if missing, open data_dir/notification.db (WAL, the given
- * synchronous mode), create or check the schema, prepare the statements.
- * 0 with *out set, NTF_STORE_EINVAL or NTF_STORE_ERROR (logged). */
-int ntf_store_open(const char *data_dir, ntf_sync_t sync, ntf_store_t **out);
+/* Create data_dir if missing, open data_dir/notification.db (WAL,
+ * synchronous = sync, a STORE_SYNC_* level), create or check the schema,
+ * prepare the statements. 0 with *out set, STORE_EINVAL or STORE_ERROR
+ * (logged). */
+int ntf_store_open(const char *data_dir, int sync, ntf_store_t **out);
 /* Finalize statements and close the database. NULL is a no-op. Close a
  * commit group made on ntf_store_db() first. */
 void ntf_store_close(ntf_store_t *s);
@@ -181,15 +174,19 @@ void ntf_store_close(ntf_store_t *s);
  * store_group_new(): writes of one loop turn then share one transaction. */
 sqlite3 *ntf_store_db(ntf_store_t *s);
 
+/* Writes (insert, set_delivery) join the transaction open on the connection
+ * (the service's commit group: svc_write_begin() first), or autocommit, each
+ * durable on its own, when none is open. */
+
 /* Insert a notification object as built by ntf_notification_new() (borrowed).
  * The row is keyed by eventId: a second notification for the same eventId
  * stores nothing and returns NTF_STORE_DUPLICATE, also when the first one is
  * still in the open transaction of a commit group (same connection).
- * NTF_STORE_EINVAL when a required field is missing or data is too large;
- * NTF_STORE_ERROR. Outside a transaction the row is committed on return;
+ * STORE_EINVAL when a required field is missing or data is too large;
+ * STORE_ERROR. Outside a transaction the row is committed on return;
  * inside one, when the transaction commits. */
 int ntf_store_insert(ntf_store_t *s, const json_t *ntf);
-/* *ntf = the notification (caller owns). NTF_STORE_NOT_FOUND or _ERROR. */
+/* *ntf = the notification (caller owns). NTF_STORE_NOT_FOUND or STORE_ERROR. */
 int ntf_store_get(ntf_store_t *s, const char *id, json_t **ntf);
 /* One page of a user's notifications, newest first (createdAt, then
  * insertion order); *items a new array, *total all of the user's. */
@@ -203,7 +200,7 @@ int ntf_store_set_delivery(ntf_store_t *s, const char *id, const char *status,
 /* Up to max notifications whose delivery is "pending", oldest first, as a new
  * array of notification objects. */
 int ntf_store_pending(ntf_store_t *s, size_t max, json_t **items);
-/* A cheap read, for health checks. 0 or NTF_STORE_ERROR. */
+/* A cheap read, for health checks. 0 or STORE_ERROR. */
 int ntf_store_ping(ntf_store_t *s);
 /* The connection's journal_mode (into buf) and synchronous level, read back. */
 int ntf_store_settings(ntf_store_t *s, char *journal_mode, size_t size, int *sync);
@@ -293,10 +290,10 @@ void ntf_webhook_close(ntf_webhook_t *w, unsigned deadline_ms, void (*done)(void
 
 /* --- the service (handlers.c) ------------------------------------------------ */
 
-typedef struct ntf_service {
-  ntf_store_t *store;              /* borrowed, outlives the service */
-  store_group_t *group;            /* borrowed, on the store's db; NULL: every write
-                                      commits on its own, at once */
+/* The notification service's own state (svc->app). The store is svc->store
+ * (an ntf_store_t), the commit group svc->group (NULL: every write commits
+ * on its own, at once); there is no publisher and no upstream. */
+typedef struct ntf_app {
   ntf_webhook_t *webhook;          /* borrowed; NULL: no delivery */
   proto_events_sub_t *sub;         /* borrowed, for health; may be NULL */
   uint64_t stored;                 /* notifications stored (committed) */
@@ -304,7 +301,16 @@ typedef struct ntf_service {
   uint64_t invalid;                /* events dropped as invalid */
   uint64_t errors;                 /* events lost to a storage error (insert or
                                       commit), delivery outcomes not recorded */
-} ntf_service_t;
+} ntf_app_t;
+
+/* What the notification service sets on a context svc_main() made: app as
+ * svc->app (borrowed, outlives the context). */
+void ntf_svc_setup(svc_t *svc, ntf_app_t *app);
+/* A context around store, group (may be NULL: autocommit) and app, for tests
+ * and tools: svc_init() plus ntf_svc_setup(). loop may be NULL without a
+ * group. */
+void ntf_svc_init(svc_t *svc, uv_loop_t *loop, ntf_store_t *store, store_group_t *group,
+                  ntf_app_t *app);
 
 /* Outcome of one event. */
 typedef enum {
@@ -322,35 +328,28 @@ typedef enum {
  * what must follow durability ("stored" counter, the notification_stored
  * line, the webhook submission) runs after the group's COMMIT; if that
  * fails the event is counted and logged as lost (event_lost, errors). */
-ntf_event_outcome_t ntf_handle_event(ntf_service_t *svc, const proto_event_t *ev,
-                                     json_t **ntf_out);
+ntf_event_outcome_t ntf_handle_event(svc_t *svc, const proto_event_t *ev, json_t **ntf_out);
 
-/* The proto_events_handler_fn for every subscribed channel (ctx: service). */
+/* The proto_events_handler_fn for every subscribed channel (ctx: svc_t). */
 void ntf_on_event(const proto_event_t *ev, void *ctx);
 
 /* Subscribe sub to every event pattern with ntf_on_event. 0 or PROTO_E*. */
-int ntf_events_register(proto_events_sub_t *sub, ntf_service_t *svc);
-/* Register get_notifications and health on srv. 0 or PROTO_E*. */
-int ntf_handlers_register(proto_rpc_server_t *srv, ntf_service_t *svc);
+int ntf_events_register(proto_events_sub_t *sub, svc_t *svc);
+/* Register get_notifications and health on srv. Both answer at once (see
+ * ntf_op_list). 0 or PROTO_E*. */
+int ntf_handlers_register(proto_rpc_server_t *srv, svc_t *svc);
 
 /* Submit every notification still pending in the store (a previous run was
  * stopped before delivering it), up to the webhook's queue. Returns how many
  * were submitted, or -1 on a storage error. */
-int ntf_resume_pending(ntf_service_t *svc);
+int ntf_resume_pending(svc_t *svc);
 
 /* The webhook report callback: records the outcome in the store (through
- * svc->group when set) and logs it (ctx: service). */
+ * svc->group when set) and logs it (ctx: svc_t). */
 void ntf_on_delivery_report(const ntf_webhook_report_t *r, void *ctx);
 
-/* The outcome of one request, independent of the transport. */
-typedef struct ntf_result {
-  int status;                      /* 200, or the error's statusCode */
-  const char *code;                /* static: "OK" or the error code */
-  json_t *response;                /* owned, or NULL */
-  json_t *err;                     /* owned, or NULL */
-} ntf_result_t;
-
-ntf_result_t ntf_op_list(ntf_service_t *svc, const json_t *data);
-ntf_result_t ntf_op_health(ntf_service_t *svc);
+/* The operations behind the RPC patterns, callable without a server. */
+svc_result_t ntf_op_list(svc_t *svc, const json_t *data);
+svc_result_t ntf_op_health(svc_t *svc);
 
 #endif

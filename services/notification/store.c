@@ -67,7 +67,7 @@ struct ntf_store {
 
 static int db_fail(ntf_store_t *s, const char *op, int rc) {
   store_db_fail(s->db, op, rc);
-  return NTF_STORE_ERROR;
+  return STORE_ERROR;
 }
 
 static int bind_text(ntf_store_t *s, sqlite3_stmt *st, int idx, const char *v, size_t len) {
@@ -140,7 +140,7 @@ fail:
 /* Run a SELECT of COLUMNS to completion, appending each row to a new array. */
 static int collect_rows(ntf_store_t *s, sqlite3_stmt *st, const char *op, json_t **items) {
   json_t *arr = json_array();
-  int rc, ret = NTF_STORE_ERROR;
+  int rc, ret = STORE_ERROR;
   if (!arr)
     goto out;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -222,16 +222,12 @@ static const store_db_migration_t migrations[NTF_SCHEMA_VERSION] = {
 
 /* --- open / close ------------------------------------------------------------ */
 
-int ntf_sync_parse(const char *v) {
-  return store_sync_parse(v); /* NTF_SYNC_* are SQLite's numbers, as STORE_SYNC_* */
-}
-
-int ntf_store_open(const char *data_dir, ntf_sync_t sync, ntf_store_t **out) {
+int ntf_store_open(const char *data_dir, int sync, ntf_store_t **out) {
   ntf_store_t *s = NULL;
-  int ret = NTF_STORE_ERROR;
+  int ret = STORE_ERROR;
   *out = NULL;
-  if (sync != NTF_SYNC_NORMAL && sync != NTF_SYNC_FULL && sync != NTF_SYNC_EXTRA)
-    return NTF_STORE_EINVAL;
+  if (sync != STORE_SYNC_NORMAL && sync != STORE_SYNC_FULL && sync != STORE_SYNC_EXTRA)
+    return STORE_EINVAL;
   if (!(s = calloc(1, sizeof(*s))))
     goto out;
   /* WAL, synchronous = sync (FULL: a commit is fsynced before we answer), busy
@@ -262,7 +258,7 @@ sqlite3 *ntf_store_db(ntf_store_t *s) {
 }
 
 int ntf_store_settings(ntf_store_t *s, char *journal_mode, size_t size, int *sync) {
-  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : NTF_STORE_ERROR;
+  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : STORE_ERROR;
 }
 
 /* --- queries ------------------------------------------------------------------ */
@@ -278,10 +274,10 @@ int ntf_store_insert(ntf_store_t *s, const json_t *ntf) {
   const char *v[8];
   char inline_buf[NTF_DATA_INLINE_BYTES];
   char *heap = NULL, *data = inline_buf;
-  int ret = NTF_STORE_ERROR;
+  int ret = STORE_ERROR;
   for (int i = 0; i < 8; i++)
     if (!(v[i] = str_field(ntf, required[i])))
-      return NTF_STORE_EINVAL;
+      return STORE_EINVAL;
   const char *status = str_field(json_object_get(ntf, "delivery"), "status");
   const json_t *d = json_object_get(ntf, "data");
   if (!status)
@@ -293,10 +289,10 @@ int ntf_store_insert(ntf_store_t *s, const json_t *ntf) {
   size_t len = json_dumpb(d, inline_buf, sizeof(inline_buf), JSON_COMPACT | JSON_ENCODE_ANY);
   if (len == 0) {
     proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot encode notification data");
-    return NTF_STORE_ERROR;
+    return STORE_ERROR;
   }
   if (len > NTF_DATA_MAX_BYTES)
-    return NTF_STORE_EINVAL;
+    return STORE_EINVAL;
   if (len > sizeof(inline_buf)) {
     if (!(heap = malloc(len)) ||
         json_dumpb(d, heap, len, JSON_COMPACT | JSON_ENCODE_ANY) != len) {
@@ -321,7 +317,7 @@ int ntf_store_insert(ntf_store_t *s, const json_t *ntf) {
   /* SQLITE_DONE: committed (autocommit) or part of a commit group's open
    * transaction; or ignored as a duplicate, which the UNIQUE index sees
    * among the open transaction's rows too (same connection). */
-  ret = sqlite3_changes(s->db) == 0 ? NTF_STORE_DUPLICATE : NTF_STORE_OK;
+  ret = sqlite3_changes(s->db) == 0 ? NTF_STORE_DUPLICATE : STORE_OK;
 out:
   store_stmt_done(st); /* before free: the statement binds data SQLITE_STATIC */
   free(heap);
@@ -330,7 +326,7 @@ out:
 
 int ntf_store_get(ntf_store_t *s, const char *id, json_t **ntf) {
   sqlite3_stmt *st = s->stmt[STMT_GET];
-  int ret = NTF_STORE_ERROR;
+  int ret = STORE_ERROR;
   *ntf = NULL;
   if (bind_str(s, st, 1, id) != 0)
     goto out;
@@ -353,7 +349,7 @@ out:
 
 static int count_for_user(ntf_store_t *s, const char *user_id, size_t len, int64_t *total) {
   sqlite3_stmt *st = s->stmt[STMT_COUNT];
-  int ret = NTF_STORE_ERROR;
+  int ret = STORE_ERROR;
   if (bind_text(s, st, 1, user_id, len) != 0)
     goto out;
   int rc = sqlite3_step(st);
@@ -371,14 +367,14 @@ out:
 int ntf_store_list(ntf_store_t *s, const char *user_id, size_t user_id_len, int64_t page,
                    int64_t limit, json_t **items, int64_t *total) {
   sqlite3_stmt *st = s->stmt[STMT_LIST];
-  int rc, ret = NTF_STORE_ERROR;
+  int rc, ret = STORE_ERROR;
   *items = NULL;
   if (page < 1 || limit < 1 || page > NTF_PAGE_MAX || limit > NTF_LIMIT_MAX)
-    return NTF_STORE_EINVAL;
+    return STORE_EINVAL;
   /* Two autocommit reads: an insert between them can make total off by one
    * for this reply, which is acceptable. */
   if (count_for_user(s, user_id, user_id_len, total) != 0)
-    return NTF_STORE_ERROR;
+    return STORE_ERROR;
   if (bind_text(s, st, 1, user_id, user_id_len) != 0)
     goto out;
   if ((rc = sqlite3_bind_int64(st, 2, limit)) != SQLITE_OK ||
@@ -395,9 +391,9 @@ out:
 int ntf_store_set_delivery(ntf_store_t *s, const char *id, const char *status,
                            unsigned attempts, const char *error) {
   sqlite3_stmt *st = s->stmt[STMT_SET_DELIVERY];
-  int rc, ret = NTF_STORE_ERROR;
+  int rc, ret = STORE_ERROR;
   if (!id || !status)
-    return NTF_STORE_EINVAL;
+    return STORE_EINVAL;
   if (bind_str(s, st, 1, id) != 0 || bind_str(s, st, 2, status) != 0 ||
       bind_str(s, st, 4, error) != 0)
     goto out;
@@ -407,14 +403,14 @@ int ntf_store_set_delivery(ntf_store_t *s, const char *id, const char *status,
   }
   rc = sqlite3_step(st);
   if (rc == SQLITE_CONSTRAINT_CHECK) {
-    ret = NTF_STORE_EINVAL; /* not one of the four statuses */
+    ret = STORE_EINVAL; /* not one of the four statuses */
     goto out;
   }
   if (rc != SQLITE_DONE) {
     db_fail(s, "record delivery", rc);
     goto out;
   }
-  ret = sqlite3_changes(s->db) == 0 ? NTF_STORE_NOT_FOUND : NTF_STORE_OK;
+  ret = sqlite3_changes(s->db) == 0 ? NTF_STORE_NOT_FOUND : STORE_OK;
 out:
   store_stmt_done(st);
   return ret;
@@ -422,7 +418,7 @@ out:
 
 int ntf_store_pending(ntf_store_t *s, size_t max, json_t **items) {
   sqlite3_stmt *st = s->stmt[STMT_PENDING];
-  int rc, ret = NTF_STORE_ERROR;
+  int rc, ret = STORE_ERROR;
   *items = NULL;
   sqlite3_int64 n = max > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)max;
   if ((rc = sqlite3_bind_int64(st, 1, n)) != SQLITE_OK) {

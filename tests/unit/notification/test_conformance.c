@@ -142,7 +142,8 @@ typedef struct fixture {
   char root[256];
   char dir[300];
   ntf_store_t *store;
-  ntf_service_t svc;
+  svc_t svc;                       /* what the handlers see; no loop, no group */
+  ntf_app_t app;                   /* svc.app */
 } fixture_t;
 
 static int setup(void **state) {
@@ -155,9 +156,9 @@ static int setup(void **state) {
   if (!mkdtemp(f->root))
     goto fail;
   snprintf(f->dir, sizeof(f->dir), "%s/data", f->root);
-  if (ntf_store_open(f->dir, NTF_SYNC_NORMAL, &f->store) != 0)
+  if (ntf_store_open(f->dir, STORE_SYNC_NORMAL, &f->store) != 0)
     goto fail;
-  f->svc.store = f->store;
+  ntf_svc_init(&f->svc, NULL, f->store, NULL, &f->app);
   *state = f;
   return 0;
 fail:
@@ -197,7 +198,7 @@ static const char *str(const json_t *obj, const char *key) {
 
 static json_int_t total_of(fixture_t *f, const char *user_id) {
   json_t *req = json_pack("{s:s, s:i}", "userId", user_id, "limit", 100);
-  ntf_result_t r = ntf_op_list(&f->svc, req);
+  svc_result_t r = ntf_op_list(&f->svc, req);
   json_decref(req);
   assert_int_equal(r.status, 200);
   json_int_t n = json_integer_value(json_object_get(r.response, "total"));
@@ -238,7 +239,7 @@ static void run_case(void **state) {
   /* What the store returns for the user is the same notification. */
   assert_int_equal(total_of(f, str(data, "userId")), 1);
   json_t *got = NULL;
-  assert_int_equal(ntf_store_get(f->store, str(ntf, "id"), &got), NTF_STORE_OK);
+  assert_int_equal(ntf_store_get(f->store, str(ntf, "id"), &got), STORE_OK);
   assert_string_equal(str(got, "message"), c->message);
   assert_true(json_equal(json_object_get(got, "data"), data));
   json_decref(got);
@@ -249,9 +250,9 @@ static void run_case(void **state) {
   assert_int_equal(ntf_handle_event(&f->svc, &ev2, &again), NTF_EVENT_DUPLICATE);
   assert_null(again);
   assert_int_equal(total_of(f, str(data, "userId")), 1);
-  assert_int_equal(f->svc.stored, 1);
-  assert_int_equal(f->svc.duplicates, 1);
-  assert_int_equal(f->svc.invalid, 0);
+  assert_int_equal(f->app.stored, 1);
+  assert_int_equal(f->app.duplicates, 1);
+  assert_int_equal(f->app.invalid, 0);
   json_decref(data2);
   json_decref(ntf);
   json_decref(data);

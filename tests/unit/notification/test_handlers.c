@@ -30,7 +30,8 @@ typedef struct fixture {
   char root[256];
   char dir[300];
   ntf_store_t *store;
-  ntf_service_t svc;
+  svc_t svc;                       /* what the handlers see; no loop, no group */
+  ntf_app_t app;                   /* svc.app */
 } fixture_t;
 
 static int setup(void **state) {
@@ -42,9 +43,9 @@ static int setup(void **state) {
   if (!mkdtemp(f->root))
     return -1;
   snprintf(f->dir, sizeof(f->dir), "%s/data", f->root);
-  if (ntf_store_open(f->dir, NTF_SYNC_NORMAL, &f->store) != 0)
+  if (ntf_store_open(f->dir, STORE_SYNC_NORMAL, &f->store) != 0)
     return -1;
-  f->svc.store = f->store;
+  ntf_svc_init(&f->svc, NULL, f->store, NULL, &f->app);
   *state = f;
   return 0;
 }
@@ -86,7 +87,7 @@ static ntf_event_outcome_t event(fixture_t *f, const char *channel, const char *
 /* get_notifications for user; the response (owned) after checking success. */
 static json_t *list(fixture_t *f, const char *data_text) {
   json_t *data = parse(data_text);
-  ntf_result_t r = ntf_op_list(&f->svc, data);
+  svc_result_t r = ntf_op_list(&f->svc, data);
   json_decref(data);
   if (r.status != 200) {
     char *e = json_dumps(r.err, 0);
@@ -98,7 +99,7 @@ static json_t *list(fixture_t *f, const char *data_text) {
 
 static json_t *list_error(fixture_t *f, const char *data_text, int status) {
   json_t *data = parse(data_text);
-  ntf_result_t r = ntf_op_list(&f->svc, data);
+  svc_result_t r = ntf_op_list(&f->svc, data);
   json_decref(data);
   assert_int_equal(r.status, status);
   assert_null(r.response);
@@ -145,7 +146,7 @@ static void each_event_kind_is_stored(void **state) {
                          "{\"orderId\":\"o2\",\"userId\":\"u1\",\"reason\":\"card declined\"}",
                          "evt_5", NULL, NULL),
                    NTF_EVENT_STORED);
-  assert_int_equal(f->svc.stored, 5);
+  assert_int_equal(f->app.stored, 5);
 
   json_t *page = list(f, "{\"userId\":\"u1\"}");
   json_t *items = json_object_get(page, "notifications");
@@ -182,8 +183,8 @@ static void duplicates_store_nothing(void **state) {
   assert_int_equal(event(f, "payment_failed", "{\"orderId\":\"o1\",\"userId\":\"u1\"}", "evt_dup",
                          NULL, NULL),
                    NTF_EVENT_DUPLICATE);
-  assert_int_equal(f->svc.stored, 1);
-  assert_int_equal(f->svc.duplicates, 2);
+  assert_int_equal(f->app.stored, 1);
+  assert_int_equal(f->app.duplicates, 2);
   json_t *page = list(f, "{\"userId\":\"u1\"}");
   assert_int_equal(json_integer_value(json_object_get(page, "total")), 1);
   json_decref(page);
@@ -207,8 +208,8 @@ static void invalid_and_unknown_events_are_dropped(void **state) {
   assert_int_equal(event(f, "inventory_reserved", "{\"orderId\":\"o1\",\"userId\":\"u1\"}", "evt_d",
                          NULL, NULL),
                    NTF_EVENT_UNKNOWN);
-  assert_int_equal(f->svc.invalid, 4);
-  assert_int_equal(f->svc.stored, 0);
+  assert_int_equal(f->app.invalid, 4);
+  assert_int_equal(f->app.stored, 0);
   json_t *page = list(f, "{\"userId\":\"u1\"}");
   assert_int_equal(json_integer_value(json_object_get(page, "total")), 0);
   json_decref(page);
@@ -297,7 +298,7 @@ static void paging(void **state) {
 
 static void health(void **state) {
   fixture_t *f = *state;
-  ntf_result_t r = ntf_op_health(&f->svc);
+  svc_result_t r = ntf_op_health(&f->svc);
   assert_int_equal(r.status, 200);
   assert_string_equal(str(r.response, "status"), "ok");
   assert_string_equal(str(r.response, "service"), "notification");
@@ -311,7 +312,7 @@ static void health(void **state) {
 /* --- delivery reports ------------------------------------------------------------- */
 
 typedef struct hook_ctx {
-  ntf_service_t *svc;
+  svc_t *svc;
   int finals;
 } hook_ctx_t;
 
@@ -356,8 +357,8 @@ static void delivery_outcome_is_recorded(void **state) {
   uv_close((uv_handle_t *)&probe, NULL);
 
   ntf_webhook_opts_t o = {.url = url, .max_attempts = 2, .backoff_ms = 10};
-  f->svc.webhook = ntf_webhook_new(&loop, &o, on_report, &h);
-  assert_non_null(f->svc.webhook);
+  f->app.webhook = ntf_webhook_new(&loop, &o, on_report, &h);
+  assert_non_null(f->app.webhook);
   assert_int_equal(event(f, "payment_failed", "{\"orderId\":\"o1\",\"userId\":\"u1\"}", "evt_w",
                          "req-w", &n),
                    NTF_EVENT_STORED);
@@ -383,8 +384,8 @@ static void delivery_outcome_is_recorded(void **state) {
   json_decref(got);
   json_decref(n);
 
-  ntf_webhook_close(f->svc.webhook, 0, on_closed, &closed);
-  f->svc.webhook = NULL;
+  ntf_webhook_close(f->app.webhook, 0, on_closed, &closed);
+  f->app.webhook = NULL;
   while (!closed)
     uv_run(&loop, UV_RUN_ONCE);
   uv_close((uv_handle_t *)&watchdog, NULL);
@@ -409,7 +410,7 @@ static void group_start(fixture_t *f, group_fx_t *g) {
   assert_non_null(f->svc.group);
 }
 
-/* As main.c does: close the group (before the store), let its handles close. */
+/* As svc_main() does: close the group (before the store), let its handles close. */
 static void group_stop(fixture_t *f, group_fx_t *g) {
   store_group_close(f->svc.group);
   f->svc.group = NULL;
@@ -451,8 +452,8 @@ static void burst_shares_one_commit(void **state) {
            ntohs(((struct sockaddr_in *)&bound)->sin_port));
   uv_close((uv_handle_t *)&probe, NULL);
   ntf_webhook_opts_t o = {.url = url, .max_attempts = 1};
-  f->svc.webhook = ntf_webhook_new(&g.loop, &o, on_report, &h);
-  assert_non_null(f->svc.webhook);
+  f->app.webhook = ntf_webhook_new(&g.loop, &o, on_report, &h);
+  assert_non_null(f->app.webhook);
 
   /* One turn's burst, as one Redis read hands it over: every third event
    * repeats the previous eventId. */
@@ -469,9 +470,9 @@ static void burst_shares_one_commit(void **state) {
   /* Inserted into the open transaction: visible on this connection, but not
    * yet reported as stored nor handed to the webhook. */
   assert_true(store_group_in_txn(f->svc.group));
-  assert_int_equal(f->svc.stored, 0);
-  assert_int_equal(f->svc.duplicates, dups);
-  ntf_webhook_stats(f->svc.webhook, &ws);
+  assert_int_equal(f->app.stored, 0);
+  assert_int_equal(f->app.duplicates, dups);
+  ntf_webhook_stats(f->app.webhook, &ws);
   assert_int_equal(ws.active, 0);
   assert_int_equal(total_for(f, "ub"), unique);
 
@@ -480,16 +481,16 @@ static void burst_shares_one_commit(void **state) {
   assert_int_equal(st.commits, 1);
   assert_true(st.commits < (uint64_t)unique);
   assert_int_equal(st.failures, 0);
-  assert_int_equal(f->svc.stored, unique);
-  assert_int_equal(f->svc.errors, 0);
-  ntf_webhook_stats(f->svc.webhook, &ws);
+  assert_int_equal(f->app.stored, unique);
+  assert_int_equal(f->app.errors, 0);
+  ntf_webhook_stats(f->app.webhook, &ws);
   assert_int_equal(ws.active, unique);
 
   /* The refused deliveries fail; their outcomes commit through the group. */
   while (h.finals < unique)
     uv_run(&g.loop, UV_RUN_ONCE);
-  ntf_webhook_close(f->svc.webhook, 0, on_closed, &closed);
-  f->svc.webhook = NULL;
+  ntf_webhook_close(f->app.webhook, 0, on_closed, &closed);
+  f->app.webhook = NULL;
   while (!closed)
     uv_run(&g.loop, UV_RUN_ONCE);
   group_stop(f, &g);
@@ -501,7 +502,7 @@ static void burst_shares_one_commit(void **state) {
     assert_string_equal(str(json_object_get(it, "delivery"), "status"), "failed");
   }
   json_decref(page);
-  assert_int_equal(f->svc.errors, 0);
+  assert_int_equal(f->app.errors, 0);
 }
 
 static void failed_commit_loses_the_batch(void **state) {
@@ -528,8 +529,8 @@ static void failed_commit_loses_the_batch(void **state) {
   uv_run(&g.loop, UV_RUN_NOWAIT);
   store_group_stats(f->svc.group, &st);
   assert_int_equal(st.failures, 1);
-  assert_int_equal(f->svc.stored, 0);
-  assert_int_equal(f->svc.errors, 2);
+  assert_int_equal(f->app.stored, 0);
+  assert_int_equal(f->app.errors, 2);
   assert_int_equal(total_for(f, "uf"), 0);
   /* The next turn starts clean: the same event is stored, not a duplicate. */
   assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys=OFF", NULL, NULL, NULL), SQLITE_OK);
@@ -537,7 +538,7 @@ static void failed_commit_loses_the_batch(void **state) {
                          NULL, NULL),
                    NTF_EVENT_STORED);
   group_stop(f, &g); /* close commits what is open */
-  assert_int_equal(f->svc.stored, 1);
+  assert_int_equal(f->app.stored, 1);
   assert_int_equal(total_for(f, "uf"), 1);
 }
 

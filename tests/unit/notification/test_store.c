@@ -58,7 +58,7 @@ static int teardown(void **state) {
 static ntf_store_t *open_store(fixture_t *f) {
   ntf_store_close(f->store);
   f->store = NULL;
-  assert_int_equal(ntf_store_open(f->dir, NTF_SYNC_FULL, &f->store), 0);
+  assert_int_equal(ntf_store_open(f->dir, STORE_SYNC_FULL, &f->store), 0);
   assert_non_null(f->store);
   return f->store;
 }
@@ -92,25 +92,25 @@ static void open_sets_durable_settings(void **state) {
   open_store(f);
   assert_int_equal(ntf_store_settings(f->store, mode, sizeof(mode), &sync), 0);
   assert_string_equal(mode, "wal");
-  assert_int_equal(sync, NTF_SYNC_FULL);
+  assert_int_equal(sync, STORE_SYNC_FULL);
   assert_int_equal(ntf_store_ping(f->store), 0);
   ntf_store_close(f->store);
   f->store = NULL;
-  assert_int_equal(ntf_store_open(f->dir, NTF_SYNC_NORMAL, &f->store), 0);
+  assert_int_equal(ntf_store_open(f->dir, STORE_SYNC_NORMAL, &f->store), 0);
   assert_int_equal(ntf_store_settings(f->store, mode, sizeof(mode), &sync), 0);
-  assert_int_equal(sync, NTF_SYNC_NORMAL);
+  assert_int_equal(sync, STORE_SYNC_NORMAL);
   ntf_store_t *bad = NULL;
-  assert_int_equal(ntf_store_open(f->dir, (ntf_sync_t)7, &bad), NTF_STORE_EINVAL);
+  assert_int_equal(ntf_store_open(f->dir, 7, &bad), STORE_EINVAL);
   assert_null(bad);
 }
 
 static void sync_parse(void **state) {
   (void)state;
-  assert_int_equal(ntf_sync_parse("full"), NTF_SYNC_FULL);
-  assert_int_equal(ntf_sync_parse("NORMAL"), NTF_SYNC_NORMAL);
-  assert_int_equal(ntf_sync_parse("Extra"), NTF_SYNC_EXTRA);
-  assert_int_equal(ntf_sync_parse("OFF"), -1);
-  assert_int_equal(ntf_sync_parse(NULL), -1);
+  assert_int_equal(store_sync_parse("full"), STORE_SYNC_FULL);
+  assert_int_equal(store_sync_parse("NORMAL"), STORE_SYNC_NORMAL);
+  assert_int_equal(store_sync_parse("Extra"), STORE_SYNC_EXTRA);
+  assert_int_equal(store_sync_parse("OFF"), -1);
+  assert_int_equal(store_sync_parse(NULL), -1);
 }
 
 static void refuses_newer_schema(void **state) {
@@ -124,7 +124,7 @@ static void refuses_newer_schema(void **state) {
   assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
   assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
-  assert_int_equal(ntf_store_open(f->dir, NTF_SYNC_FULL, &f->store), NTF_STORE_ERROR);
+  assert_int_equal(ntf_store_open(f->dir, STORE_SYNC_FULL, &f->store), STORE_ERROR);
   assert_null(f->store);
 }
 
@@ -132,7 +132,7 @@ static void insert_then_get(void **state) {
   fixture_t *f = *state;
   json_t *n = make_ntf("u1", "evt_1", "ord_1", "none"), *got = NULL;
   open_store(f);
-  assert_int_equal(ntf_store_insert(f->store, n), NTF_STORE_OK);
+  assert_int_equal(ntf_store_insert(f->store, n), STORE_OK);
   assert_int_equal(ntf_store_get(f->store, str(n, "id"), &got), 0);
   /* What comes back is exactly what was stored, data included. */
   assert_true(json_equal(got, n));
@@ -143,13 +143,13 @@ static void insert_then_get(void **state) {
   json_t *n2 = make_ntf("u1", "evt_2", "ord_2", "none");
   json_object_set_new(n2, "orderId", json_null());
   json_object_set_new(n2, "requestId", json_null());
-  assert_int_equal(ntf_store_insert(f->store, n2), NTF_STORE_OK);
+  assert_int_equal(ntf_store_insert(f->store, n2), STORE_OK);
   assert_int_equal(ntf_store_get(f->store, str(n2, "id"), &got), 0);
   assert_true(json_equal(got, n2));
   json_decref(got);
   /* A required field missing. */
   json_object_del(n2, "userId");
-  assert_int_equal(ntf_store_insert(f->store, n2), NTF_STORE_EINVAL);
+  assert_int_equal(ntf_store_insert(f->store, n2), STORE_EINVAL);
   json_decref(n2);
   json_decref(n);
 }
@@ -161,7 +161,7 @@ static void dedupe_by_event_id(void **state) {
   json_t *items = NULL;
   int64_t total = -1;
   open_store(f);
-  assert_int_equal(ntf_store_insert(f->store, a), NTF_STORE_OK);
+  assert_int_equal(ntf_store_insert(f->store, a), STORE_OK);
   assert_int_equal(ntf_store_insert(f->store, b), NTF_STORE_DUPLICATE);
   assert_int_equal(ntf_store_insert(f->store, a), NTF_STORE_DUPLICATE);
   /* Still a duplicate after a restart: the database remembers, not memory. */
@@ -226,8 +226,8 @@ static void pagination_newest_first(void **state) {
   assert_int_equal(json_array_size(items), 0);
   json_decref(items);
   assert_int_equal(ntf_store_list(f->store, "u1", 2, 1, NTF_LIMIT_MAX + 1, &items, &total),
-                   NTF_STORE_EINVAL);
-  assert_int_equal(ntf_store_list(f->store, "u1", 2, 0, 10, &items, &total), NTF_STORE_EINVAL);
+                   STORE_EINVAL);
+  assert_int_equal(ntf_store_list(f->store, "u1", 2, 0, 10, &items, &total), STORE_EINVAL);
   json_decref(ids);
 }
 
@@ -274,7 +274,7 @@ static void delivery_bookkeeping(void **state) {
   assert_int_equal(ntf_store_set_delivery(f->store, "ntf_nope", "failed", 1, NULL),
                    NTF_STORE_NOT_FOUND);
   assert_int_equal(ntf_store_set_delivery(f->store, str(c, "id"), "lost", 1, NULL),
-                   NTF_STORE_EINVAL);
+                   STORE_EINVAL);
   json_decref(a);
   json_decref(b);
   json_decref(c);
@@ -290,9 +290,9 @@ static void oversized_data_is_refused(void **state) {
   json_object_set_new(json_object_get(n, "data"), "blob", json_string(big));
   free(big);
   open_store(f);
-  assert_int_equal(ntf_store_insert(f->store, n), NTF_STORE_EINVAL);
+  assert_int_equal(ntf_store_insert(f->store, n), STORE_EINVAL);
   json_object_set_new(n, "data", json_null());
-  assert_int_equal(ntf_store_insert(f->store, n), NTF_STORE_OK);
+  assert_int_equal(ntf_store_insert(f->store, n), STORE_OK);
   json_decref(n);
 }
 
@@ -321,7 +321,7 @@ static void upgrades_a_v1_database(void **state) {
   sqlite3 *db = ntf_store_db(f->store);
   assert_int_equal(testutil_user_version(db), 2);
   json_t *n = NULL;
-  assert_int_equal(ntf_store_get(f->store, "ntf_old", &n), NTF_STORE_OK);
+  assert_int_equal(ntf_store_get(f->store, "ntf_old", &n), STORE_OK);
   assert_string_equal(str(n, "eventId"), "evt_old");
   assert_string_equal(str(json_object_get(n, "delivery"), "status"), "pending");
   assert_string_equal(str(json_object_get(n, "delivery"), "lastError"), "timeout");
