@@ -97,9 +97,7 @@ static bool validate_item(const json_t *item, size_t index, inventory_item_t *ou
   /* "price" is accepted and ignored: the reply carries the inventory's. */
   valid_reject_unknown(item, allowed, &mine);
   snprintf(prefix, sizeof(prefix), "items[%zu].", index);
-  for (size_t i = 0; i < mine.n; i++)
-    valid_verr_add_prefixed(errs, prefix, mine.e[i].field, mine.e[i].field_len,
-                            mine.e[i].message);
+  valid_verrs_nest(errs, prefix, &mine);
   return mine.n == 0;
 }
 
