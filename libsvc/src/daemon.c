@@ -43,8 +43,9 @@ static void build_usage(const svc_def_t *def, char *buf, size_t size) {
   APPEND("Options:\n"
          "  -h, --help     show this help and exit\n"
          "  --version      show the version and exit\n"
-         "  --health       ask the running service on 127.0.0.1:$%s for its health;\n"
-         "                 exit 0 when it answers \"ok\" within 2 s, 1 otherwise (probes)\n\n",
+         "  --health       ask the running service on 127.0.0.1:$%s\n"
+         "                 for its health; exit 0 when it answers \"ok\" within 2 s,\n"
+         "                 1 otherwise (for probes)\n\n",
          def->port_env);
   APPEND("Environment:\n"
          "  LISTEN_HOST                      IP address to bind (default " SVC_LISTEN_HOST_DEFAULT
