@@ -5,7 +5,8 @@
  * next step; the engine stops while an upstream call is in flight, or until
  * the loop turn's COMMIT once a step wrote, and resumes after. Adding a step
  * (an inventory reservation before the charge) is a new enum value and table
- * row, not another callback.
+ * row, not another callback. Below handlers.c: it answers through libsvc
+ * (svc/answer.h) and asks context.c whether an order is busy.
  */
 #include "order.h"
 
@@ -17,10 +18,12 @@
 #include "proto/error.h"
 #include "proto/log.h"
 #include "proto/packet.h"
+#include "svc/answer.h"
 
 #define FLOW_END (-1)                  /* the step index that ends a flow */
 #define FLOW_MESSAGE_MAX_BYTES 512     /* error messages we format */
 
+typedef struct order_flow order_flow_t;
 typedef int (*step_fn)(order_flow_t *f);
 
 /* One row of a flow's table: the step's name (for logs) and what it does.
@@ -31,7 +34,9 @@ typedef struct step {
 } step_t;
 
 struct order_flow {
-  order_svc_t *svc;
+  order_inflight_t inflight;       /* in the busy registry (context.c); its order_id
+                                      is the order this flow owns ("" = none yet) */
+  svc_t *svc;
   proto_rpc_call_t *call;          /* answered exactly once, by flow_finish(); NULL
                                       for a flow nobody waits on (crash recovery) */
   const char *pattern;             /* "create_order" / "refund_order", for logs */
@@ -45,21 +50,23 @@ struct order_flow {
   json_t *data;                    /* a reference to the request data: inputs borrow */
   order_create_input_t in;         /* create_order's input */
   order_id_input_t id_in;          /* refund_order's input */
-  char order_id[ORDER_ID_MAX_BYTES + 1]; /* the order this flow owns ("" = none yet) */
   json_t *order;                   /* the order as last read or written, or NULL */
   int up_status;                   /* the last upstream call: PROTO_OK or PROTO_E* */
   json_t *up_response;             /* its response (a reference), or NULL */
   json_t *up_err;                  /* its err (a reference), or NULL */
-  order_result_t result;           /* the answer, set by the last step */
-  order_flow_t *prev, *next;       /* svc->flows */
+  svc_result_t result;             /* the answer, set by the last step */
 };
+
+/* The order this flow owns, "" before it owns one. */
+static const char *flow_id(const order_flow_t *f) {
+  return f->inflight.order_id;
+}
 
 /* --- results ------------------------------------------------------------------ */
 
 /* Set the answer, dropping an earlier one (a commit can still fail it). */
-static int flow_result(order_flow_t *f, order_result_t r) {
-  json_decref(f->result.response);
-  json_decref(f->result.err);
+static int flow_result(order_flow_t *f, svc_result_t r) {
+  svc_result_free(&f->result);
   f->result = r;
   return FLOW_END;
 }
@@ -73,11 +80,11 @@ static int flow_fail(order_flow_t *f, int status, const char *code, const char *
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  return flow_result(f, order_result_err(status, code, msg));
+  return flow_result(f, svc_err(status, code, msg));
 }
 
 static int flow_reply(order_flow_t *f, json_t *response) {
-  return flow_result(f, order_result_ok(response));
+  return flow_result(f, svc_ok(response));
 }
 
 /* statusCode of an error object from a peer, 0 when it has none (a NestJS
@@ -103,7 +110,7 @@ static const char *cut_utf8(const char *s, char *buf, size_t size) {
 static void log_upstream_failure(order_flow_t *f, const char *service) {
   json_t *fields = json_pack("{s:s, s:s, s:s, s:s?}", "upstream", service, "step",
                              f->steps[f->step].name, "error", proto_err_name(f->up_status),
-                             "orderId", f->order_id[0] ? f->order_id : NULL);
+                             "orderId", flow_id(f)[0] ? flow_id(f) : NULL);
   if (fields && f->up_err)
     json_object_set(fields, "err", f->up_err);
   proto_log_fields(PROTO_LOG_WARN, f->request_id, "upstream_failed", fields);
@@ -119,14 +126,7 @@ static void flow_clear_upstream(order_flow_t *f) {
 }
 
 static void flow_free(order_flow_t *f) {
-  order_svc_t *svc = f->svc;
-  if (f->prev)
-    f->prev->next = f->next;
-  else
-    svc->flows = f->next;
-  if (f->next)
-    f->next->prev = f->prev;
-  svc->nflows--;
+  order_inflight_remove(f->svc, &f->inflight);
   flow_clear_upstream(f);
   json_decref(f->order);
   json_decref(f->data);
@@ -134,22 +134,23 @@ static void flow_free(order_flow_t *f) {
   free(f);
 }
 
+/* Publish the result's event (what it announces is committed: a step that
+ * wrote ended on flow_commit), log the request line and answer. */
 static void flow_finish(order_flow_t *f) {
-  order_result_t r = f->result;
+  svc_result_t r = f->result;
   proto_rpc_call_t *call = f->call;
+  svc_t *svc = f->svc;
+  svc_published_t ev;
+  f->result = (svc_result_t){0};
+  svc_publish_result(svc, &r, f->request_id, &ev);
   /* Log first: the request id belongs to the call, which the reply consumes. */
-  order_log_request(f->request_id, f->pattern, &r, f->order_id[0] ? f->order_id : NULL,
-                    f->start_ns);
+  svc_log_request(svc, -1, f->request_id, "request", f->pattern, &r,
+                  flow_id(f)[0] ? flow_id(f) : NULL, &ev, f->start_ns);
   flow_free(f);
-  if (!call) {
-    json_decref(r.response);
-    json_decref(r.err);
-  } else if (r.status == 200)
-    proto_rpc_call_reply(call, r.response);
-  else if (r.err)
-    proto_rpc_call_reply_err(call, r.err);
+  if (call)
+    svc_reply(call, r);
   else
-    proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory");
+    svc_result_free(&r);
 }
 
 /* Run steps until one waits for an upstream reply or the flow ends. A
@@ -164,7 +165,7 @@ static void flow_run(order_flow_t *f) {
       proto_log_fields(PROTO_LOG_DEBUG, f->request_id, "flow_step",
                        json_pack("{s:s, s:s, s:s?}", "pattern", f->pattern, "step",
                                  f->steps[f->step].name, "orderId",
-                                 f->order_id[0] ? f->order_id : NULL));
+                                 flow_id(f)[0] ? flow_id(f) : NULL));
     f->step = f->steps[f->step].fn(f);
   }
   f->running = 0;
@@ -189,20 +190,24 @@ static void on_committed(int status, void *arg) {
   order_flow_t *f = arg;
   f->waiting = 0;
   if (status != 0)
-    f->step = flow_fail(f, 500, "STORAGE_ERROR", f->lost, f->order_id);
+    f->step = flow_fail(f, 500, "STORAGE_ERROR", f->lost, flow_id(f));
   flow_run(f);
 }
 
-/* For a step that wrote (after order_write_begin()): the flow goes on at next,
+/* For a step that wrote (after svc_write_begin()): the flow goes on at next,
  * or ends with f->result, only once the loop turn's COMMIT made the write
  * durable. lost is the message if the COMMIT fails: a literal whose one %s is
  * the order id. */
 static int flow_commit(order_flow_t *f, int next, const char *lost) {
-  if (store_group_defer(f->svc->group, on_committed, f) != 0)
+  f->lost = lost;
+  /* Set first: with no transaction open (no group, autocommit) on_committed
+   * runs at once, inside this step, and only clears it. */
+  f->waiting = 1;
+  if (svc_after_commit(f->svc, on_committed, f) != 0) {
+    f->waiting = 0;
     /* We cannot wait for the commit, so we cannot go on as if it happened. */
     return flow_fail(f, 500, "INTERNAL_ERROR", "Out of memory");
-  f->lost = lost;
-  f->waiting = 1;
+  }
   return next;
 }
 
@@ -238,10 +243,10 @@ static uint32_t flow_budget(const order_flow_t *f) {
 
 /* From here on the flow owns the order: status changes wait for it. */
 static void flow_own(order_flow_t *f, const char *id) {
-  snprintf(f->order_id, sizeof(f->order_id), "%s", id);
+  order_inflight_own(&f->inflight, id);
 }
 
-static order_flow_t *flow_new(order_svc_t *svc, proto_rpc_call_t *call, const json_t *data,
+static order_flow_t *flow_new(svc_t *svc, proto_rpc_call_t *call, const json_t *data,
                               const char *pattern, const step_t *steps) {
   order_flow_t *f = calloc(1, sizeof(*f));
   const char *rid = call ? proto_rpc_call_request_id(call) : NULL;
@@ -255,19 +260,8 @@ static order_flow_t *flow_new(order_svc_t *svc, proto_rpc_call_t *call, const js
   f->steps = steps;
   f->start_ns = uv_hrtime();
   f->data = json_incref((json_t *)data);
-  f->next = svc->flows;
-  if (svc->flows)
-    svc->flows->prev = f;
-  svc->flows = f;
-  svc->nflows++;
+  order_inflight_add(svc, &f->inflight);
   return f;
-}
-
-int order_busy(const order_svc_t *svc, const char *id, size_t id_len) {
-  for (const order_flow_t *f = svc->flows; f; f = f->next)
-    if (strlen(f->order_id) == id_len && memcmp(f->order_id, id, id_len) == 0)
-      return 1;
-  return 0;
 }
 
 static const char *order_str(const order_flow_t *f, const char *key) {
@@ -294,7 +288,7 @@ static int create_check_user(order_flow_t *f) {
   if (t == 0)
     return flow_fail(f, 504, "DEADLINE_EXCEEDED",
                      "The deadline passed before the user could be checked");
-  flow_send(f, f->svc->user, "get_user",
+  flow_send(f, f->svc->upstream[ORDER_UPSTREAM_USER], "get_user",
             json_pack("{s:s%}", "id", f->in.user_id, f->in.user_id_len), t);
   return CREATE_USER_CHECKED;
 }
@@ -325,8 +319,8 @@ static int create_user_checked(order_flow_t *f) {
 
 static int create_store_pending(order_flow_t *f) {
   json_t *order = NULL;
-  if (order_write_begin(f->svc) != 0 ||
-      order_store_create(f->svc->store, &f->in, &order) != ORDER_STORE_OK)
+  if (svc_write_begin(f->svc) != STORE_OK ||
+      order_store_create(f->svc->store, &f->in, &order) != STORE_OK)
     return flow_fail(f, 500, "STORAGE_ERROR", "Storage error");
   f->order = order;
   flow_own(f, order_str(f, "id"));
@@ -336,12 +330,13 @@ static int create_store_pending(order_flow_t *f) {
 
 static int create_created(order_flow_t *f) {
   const json_t *o = f->order;
-  order_publish(f->svc, "order_created",
-                json_pack("{s:O, s:O, s:O, s:O, s:O}", "orderId", json_object_get(o, "id"),
-                          "userId", json_object_get(o, "userId"), "totalAmount",
-                          json_object_get(o, "totalAmount"), "currency",
-                          json_object_get(o, "currency"), "items", json_object_get(o, "items")),
-                f->request_id);
+  /* Its failure is logged by svc_publish and never fails the order. */
+  svc_publish(f->svc, "order_created",
+              json_pack("{s:O, s:O, s:O, s:O, s:O}", "orderId", json_object_get(o, "id"),
+                        "userId", json_object_get(o, "userId"), "totalAmount",
+                        json_object_get(o, "totalAmount"), "currency",
+                        json_object_get(o, "currency"), "items", json_object_get(o, "items")),
+              f->request_id, NULL);
   return CREATE_CHARGE;
 }
 
@@ -351,16 +346,17 @@ static int create_created(order_flow_t *f) {
 static int create_settle(order_flow_t *f, int to, const char *payment_id, const char *reason,
                          int err_status, json_t *err) {
   /* f->order is updated in place: the reply needs no read back. */
-  int rc = order_write_begin(f->svc) != 0
-               ? ORDER_STORE_ERROR
+  int rc = svc_write_begin(f->svc) != STORE_OK
+               ? STORE_ERROR
                : order_store_move(f->svc->store, f->order, to, payment_id, reason);
-  if (rc == ORDER_STORE_OK) {
+  if (rc == STORE_OK) {
     if (err_status == 0) {
       flow_reply(f, json_incref(f->order));
     } else {
       /* The code for the log line lives in err, which outlives the log. */
       const char *code = json_string_value(json_object_get(err, "code"));
-      flow_result(f, (order_result_t){err_status, code ? code : "ERROR", NULL, err});
+      flow_result(f, (svc_result_t){.status = err_status, .code = code ? code : "ERROR",
+                                    .err = err});
     }
     return flow_commit(f, FLOW_END, "Storage error; order %s stays pending");
   }
@@ -368,13 +364,13 @@ static int create_settle(order_flow_t *f, int to, const char *payment_id, const 
   /* The payment outcome is known but not recorded: the order stays pending
    * and recovery settles it (process_payment answers the same again). */
   proto_log_fields(PROTO_LOG_ERROR, f->request_id, "order_not_settled",
-                   json_pack("{s:s, s:s, s:s?, s:i}", "orderId", f->order_id, "to",
+                   json_pack("{s:s, s:s, s:s?, s:i}", "orderId", flow_id(f), "to",
                              order_status_name(to), "paymentId", payment_id, "rc", rc));
   if (rc == ORDER_STORE_CONFLICT)
     return flow_fail(f, 409, "ORDER_CHANGED",
-                     "Order %s changed while its payment was processed", f->order_id);
+                     "Order %s changed while its payment was processed", flow_id(f));
   return flow_fail(f, 500, "STORAGE_ERROR", "Storage error; order %s stays pending",
-                   f->order_id);
+                   flow_id(f));
 }
 
 /* Cancel the pending order with reason and answer status/code/message. */
@@ -392,11 +388,11 @@ static int create_charge(order_flow_t *f) {
   if (t == 0) {
     /* Never sent, so nothing was charged: cancel rather than leave it pending. */
     snprintf(msg, sizeof(msg), "The deadline passed before the payment; order %s cancelled",
-             f->order_id);
+             flow_id(f));
     return create_cancel(f, ORDER_REASON_DEADLINE, 504, "DEADLINE_EXCEEDED", msg);
   }
-  flow_send(f, f->svc->payment, "process_payment",
-            json_pack("{s:s, s:O, s:O, s:O, s:O}", "orderId", f->order_id, "userId",
+  flow_send(f, f->svc->upstream[ORDER_UPSTREAM_PAYMENT], "process_payment",
+            json_pack("{s:s, s:O, s:O, s:O, s:O}", "orderId", flow_id(f), "userId",
                       json_object_get(f->order, "userId"), "amount",
                       json_object_get(f->order, "totalAmount"), "currency",
                       json_object_get(f->order, "currency"), "paymentMethod",
@@ -420,10 +416,10 @@ static int create_paid(order_flow_t *f) {
   }
   /* Neither: we cannot tell whether money moved. */
   proto_log_fields(PROTO_LOG_ERROR, f->request_id, "payment_reply_unexpected",
-                   json_pack("{s:s, s:O?}", "orderId", f->order_id, "reply", p));
+                   json_pack("{s:s, s:O?}", "orderId", flow_id(f), "reply", p));
   return flow_fail(f, 502, "PAYMENT_SERVICE_ERROR",
                    "Unexpected reply from the payment service; order %s stays pending",
-                   f->order_id);
+                   flow_id(f));
 }
 
 static int create_charged(order_flow_t *f) {
@@ -451,14 +447,14 @@ static int create_charged(order_flow_t *f) {
     }
     /* A 5xx, or a NestJS peer's shapeless error: it may have charged. */
     return flow_fail(f, 502, "PAYMENT_SERVICE_ERROR",
-                     "The payment service failed; order %s stays pending", f->order_id);
+                     "The payment service failed; order %s stays pending", flow_id(f));
   }
   case PROTO_EUNAVAIL:
   case PROTO_ECLOSED:
   case PROTO_ENOMEM:
     /* Never sent: nothing was charged. */
     log_upstream_failure(f, "payment");
-    snprintf(msg, sizeof(msg), "Payment service unavailable; order %s cancelled", f->order_id);
+    snprintf(msg, sizeof(msg), "Payment service unavailable; order %s cancelled", flow_id(f));
     if (f->up_status == PROTO_ENOMEM)
       return create_cancel(f, ORDER_REASON_INTERNAL, 500, "INTERNAL_ERROR", msg);
     return create_cancel(f, ORDER_REASON_PAYMENT_UNAVAILABLE, 503,
@@ -471,7 +467,7 @@ static int create_charged(order_flow_t *f) {
     return flow_fail(f, 504, "PAYMENT_TIMEOUT",
                      "Payment outcome unknown; order %s stays pending and will be settled "
                      "when the payment service answers",
-                     f->order_id);
+                     flow_id(f));
   }
 }
 
@@ -484,15 +480,15 @@ static const step_t create_steps[] = {
     [CREATE_CHARGED] = {"charged", create_charged},
 };
 
-void order_flow_create(order_svc_t *svc, proto_rpc_call_t *call, const json_t *data) {
-  order_verrs_t errs;
+void order_flow_create(svc_t *svc, proto_rpc_call_t *call, const json_t *data) {
+  valid_verrs_t errs;
   order_flow_t *f = flow_new(svc, call, data, "create_order", create_steps);
   if (!f) {
     proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory");
     return;
   }
   if (order_validate_create(f->data, &f->in, &errs) != 0) {
-    f->result = order_result_invalid(&errs);
+    f->result = svc_invalid(&errs);
     f->step = FLOW_END;
   } else {
     f->step = CREATE_CHECK_USER;
@@ -512,7 +508,7 @@ enum {
 static int refund_load(order_flow_t *f) {
   json_t *order = NULL;
   switch (order_store_get(f->svc->store, f->id_in.id, f->id_in.id_len, &order)) {
-  case ORDER_STORE_OK:
+  case STORE_OK:
     break;
   case ORDER_STORE_NOT_FOUND:
     return flow_fail(f, 404, "ORDER_NOT_FOUND", "Order not found");
@@ -535,9 +531,9 @@ static int refund_send(order_flow_t *f) {
   uint32_t t = flow_budget(f);
   if (t == 0)
     return flow_fail(f, 504, "DEADLINE_EXCEEDED",
-                     "The deadline passed before the refund; order %s unchanged", f->order_id);
-  flow_send(f, f->svc->payment, "refund_payment", json_pack("{s:s}", "orderId", f->order_id),
-            t);
+                     "The deadline passed before the refund; order %s unchanged", flow_id(f));
+  flow_send(f, f->svc->upstream[ORDER_UPSTREAM_PAYMENT], "refund_payment",
+            json_pack("{s:s}", "orderId", flow_id(f)), t);
   return REFUND_SENT;
 }
 
@@ -556,46 +552,46 @@ static int refund_sent(order_flow_t *f) {
                        m && *m ? m : "Refund rejected");
     }
     return flow_fail(f, 502, "PAYMENT_SERVICE_ERROR",
-                     "The payment service failed; order %s unchanged", f->order_id);
+                     "The payment service failed; order %s unchanged", flow_id(f));
   case PROTO_EUNAVAIL:
   case PROTO_ECLOSED:
   case PROTO_ENOMEM:
     log_upstream_failure(f, "payment");
     return flow_fail(f, 503, "PAYMENT_SERVICE_UNAVAILABLE",
-                     "Payment service unavailable; order %s unchanged", f->order_id);
+                     "Payment service unavailable; order %s unchanged", flow_id(f));
   default:
     log_upstream_failure(f, "payment");
     return flow_fail(f, 504, "PAYMENT_TIMEOUT",
                      "Refund outcome unknown; order %s stays confirmed: retry the refund",
-                     f->order_id);
+                     flow_id(f));
   }
-  rc = order_write_begin(f->svc) != 0
-           ? ORDER_STORE_ERROR
+  rc = svc_write_begin(f->svc) != STORE_OK
+           ? STORE_ERROR
            : order_store_move(f->svc->store, f->order, ORDER_CANCELLED, NULL,
                               ORDER_REASON_REFUNDED);
-  if (rc != ORDER_STORE_OK) {
+  if (rc != STORE_OK) {
     /* The money went back but the order does not say so: loud, and a retry
      * of refund_order will find the payment already refunded. */
     proto_log_fields(PROTO_LOG_ERROR, f->request_id, "order_not_settled",
-                     json_pack("{s:s, s:s, s:i}", "orderId", f->order_id, "to", "cancelled",
+                     json_pack("{s:s, s:s, s:i}", "orderId", flow_id(f), "to", "cancelled",
                                "rc", rc));
     if (rc == ORDER_STORE_CONFLICT)
       return flow_fail(f, 409, "ORDER_CHANGED", "Order %s changed during the refund",
-                       f->order_id);
+                       flow_id(f));
     return flow_fail(f, 500, "STORAGE_ERROR", "Refunded, but order %s could not be updated",
-                     f->order_id);
+                     flow_id(f));
   }
   return flow_commit(f, REFUND_DONE, "Refunded, but order %s could not be updated");
 }
 
+/* The move is committed: the reply and its event (flow_finish publishes it
+ * before answering). */
 static int refund_done(order_flow_t *f) {
-  order_publish(f->svc, "order_status_changed",
-                json_pack("{s:s, s:O, s:s, s:s}", "orderId", f->order_id, "userId",
-                          json_object_get(f->order, "userId"), "previousStatus",
-                          order_status_name(ORDER_CONFIRMED), "newStatus",
-                          order_status_name(ORDER_CANCELLED)),
-                f->request_id);
-  return flow_reply(f, json_incref(f->order));
+  json_t *event = json_pack("{s:s, s:O, s:s, s:s}", "orderId", flow_id(f), "userId",
+                            json_object_get(f->order, "userId"), "previousStatus",
+                            order_status_name(ORDER_CONFIRMED), "newStatus",
+                            order_status_name(ORDER_CANCELLED));
+  return flow_result(f, svc_ok_event(json_incref(f->order), "order_status_changed", event));
 }
 
 static const step_t refund_steps[] = {
@@ -605,15 +601,15 @@ static const step_t refund_steps[] = {
     [REFUND_DONE] = {"done", refund_done},
 };
 
-void order_flow_refund(order_svc_t *svc, proto_rpc_call_t *call, const json_t *data) {
-  order_verrs_t errs;
+void order_flow_refund(svc_t *svc, proto_rpc_call_t *call, const json_t *data) {
+  valid_verrs_t errs;
   order_flow_t *f = flow_new(svc, call, data, "refund_order", refund_steps);
   if (!f) {
     proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory");
     return;
   }
   if (order_validate_id(f->data, &f->id_in, &errs) != 0) {
-    f->result = order_result_invalid(&errs);
+    f->result = svc_invalid(&errs);
     f->step = FLOW_END;
   } else {
     f->step = REFUND_LOAD;

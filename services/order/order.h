@@ -1,17 +1,19 @@
 /* order.h: the order service's internal API, shared by validate.c, status.c,
- * store.c, flow.c, handlers.c, main.c and the unit tests. Nothing here is
- * installed.
+ * store.c, context.c, flow.c, handlers.c, main.c and the unit tests. Nothing
+ * here is installed.
  *
- * Layers: validate.c turns request data into typed inputs (pure); status.c is
- * the order status machine (pure); store.c owns the SQLite database; flow.c
- * runs the multi-step operations that call other services (create_order,
- * refund_order) as explicit step tables; handlers.c glues it all to the RPC
- * server.
+ * Layers, each calling only those above it: validate.c turns request data
+ * into typed inputs (pure, on libvalid); status.c is the order status machine
+ * (pure); store.c owns the SQLite database; context.c is the order service's
+ * part of the service context (libsvc's svc_t): its log fields and the
+ * registry of orders busy in a flow; flow.c runs the multi-step operations
+ * that call other services (create_order, refund_order) as explicit step
+ * tables; handlers.c glues it all to the RPC server.
  *
- * Durability: every write joins the loop turn's transaction of a commit group
- * (store/commit_group.h, one fsync for all the turn's writes); what must not
- * happen before the write is durable -- the reply, an event, the next step of
- * a flow -- is deferred to after that COMMIT.
+ * Durability: every write joins the loop turn's transaction of the commit
+ * group on svc->group (svc_write_begin(), one fsync for all the turn's
+ * writes); what must not happen before the write is durable -- the reply, an
+ * event, the next step of a flow -- is deferred to after that COMMIT.
  */
 #ifndef ORDER_H
 #define ORDER_H
@@ -26,17 +28,16 @@
 #include "proto/rpc_server.h"
 #include "proto/util.h"
 #include "store/commit_group.h"
+#include "store/db.h"
+#include "svc/service.h"
+#include "valid/valid.h"
 
 /* --- limits ---------------------------------------------------------------- */
 
 #define ORDER_SERVICE_PORT_DEFAULT 3002
 #define ORDER_USER_SERVICE_PORT_DEFAULT 3001
 #define ORDER_PAYMENT_SERVICE_PORT_DEFAULT 3003
-#define ORDER_DATA_DIR_DEFAULT "./var"
 #define ORDER_DB_FILE "order.db"
-#define ORDER_RPC_TIMEOUT_MS_MAX 600000u      /* largest RPC_TIMEOUT_MS accepted */
-#define ORDER_EVENTS_FLUSH_MS 1000u           /* publisher flush at shutdown */
-#define ORDER_HEALTH_PROBE_TIMEOUT_MS 2000u   /* --health */
 
 #define ORDER_ITEMS_MIN 1
 #define ORDER_ITEMS_MAX 100
@@ -84,21 +85,9 @@ int order_transition_allowed(int from, int to);
 
 /* --- validation (validate.c) ------------------------------------------------ */
 
-#define ORDER_VERR_MAX 8                   /* field errors reported per request */
-#define ORDER_VERR_KEY_MAX_BYTES 64        /* an unknown key's name is cut to this */
-#define ORDER_VERR_FIELD_MAX_BYTES 96      /* "items[99]." + a cut key + NUL fits */
-
-/* One field error. field is a path such as "items[2].price"; message is
- * static, e.g. "must be an integer from 1 to 10000". */
-typedef struct order_verr {
-  char field[ORDER_VERR_FIELD_MAX_BYTES];
-  const char *message;
-} order_verr_t;
-
-typedef struct order_verrs {
-  size_t n;                                /* errors recorded (at most ORDER_VERR_MAX) */
-  order_verr_t e[ORDER_VERR_MAX];
-} order_verrs_t;
+/* Field errors are libvalid's (valid/valid.h): a field inside an item is
+ * named by its path, "items[2].price"; messages are static, e.g. "must be an
+ * integer from 1 to 10000". svc_invalid() makes the 400 of them. */
 
 /* Inputs borrow their strings from the validated json_t: keep it alive. */
 typedef struct order_item_input {
@@ -138,12 +127,13 @@ typedef struct order_status_input {
 } order_status_input_t;
 
 /* Each validator returns 0 with *out filled, or -1 with the reasons in *errs
- * (errs->n >= 1). Unknown fields are errors ("is not allowed"). */
-int order_validate_create(const json_t *data, order_create_input_t *out, order_verrs_t *errs);
+ * (errs->n >= 1). Unknown fields are errors ("is not allowed"). errs may
+ * borrow from data: keep it alive until the 400 is built. */
+int order_validate_create(const json_t *data, order_create_input_t *out, valid_verrs_t *errs);
 /* get_order and refund_order: {id}. */
-int order_validate_id(const json_t *data, order_id_input_t *out, order_verrs_t *errs);
-int order_validate_list(const json_t *data, order_list_input_t *out, order_verrs_t *errs);
-int order_validate_status(const json_t *data, order_status_input_t *out, order_verrs_t *errs);
+int order_validate_id(const json_t *data, order_id_input_t *out, valid_verrs_t *errs);
+int order_validate_list(const json_t *data, order_list_input_t *out, valid_verrs_t *errs);
+int order_validate_status(const json_t *data, order_status_input_t *out, valid_verrs_t *errs);
 
 /* *acc += quantity * price, refusing negative operands and any result above
  * ORDER_TOTAL_MAX. 0, or -1 with *acc unchanged. Exposed for tests. */
@@ -153,28 +143,17 @@ int order_total_add(int64_t *acc, int64_t quantity, int64_t price);
 
 typedef struct order_store order_store_t;
 
-typedef enum {
-  ORDER_STORE_OK = 0,
-  ORDER_STORE_NOT_FOUND = -1,      /* no such order */
-  ORDER_STORE_CONFLICT = -2,       /* transition: the status was not the expected one */
-  ORDER_STORE_EINVAL = -3,         /* bad argument */
-  ORDER_STORE_ERROR = -4,          /* SQLite or filesystem failure, logged */
-} order_store_rc_t;
+/* Return codes: STORE_OK, STORE_EINVAL, STORE_ERROR (store/db.h), and: */
+enum {
+  ORDER_STORE_NOT_FOUND = STORE_RC_SERVICE,      /* no such order */
+  ORDER_STORE_CONFLICT = STORE_RC_SERVICE - 1,   /* transition: the status was not the
+                                                    expected one */
+};
 
-/* PRAGMA synchronous values we allow (SQLite's numbering). */
-typedef enum {
-  ORDER_SYNC_NORMAL = 1,
-  ORDER_SYNC_FULL = 2,             /* default: WAL fsync on every commit */
-  ORDER_SYNC_EXTRA = 3,
-} order_sync_t;
-
-/* "NORMAL", "FULL", "EXTRA" (any case) -> the mode; -1 when unknown. */
-int order_sync_parse(const char *s);
-
-/* Create data_dir if missing, open data_dir/order.db (WAL, the given
- * synchronous mode, busy timeout), create or check the schema and prepare the
- * statements. 0 with *out set, ORDER_STORE_EINVAL or ORDER_STORE_ERROR. */
-int order_store_open(const char *data_dir, order_sync_t sync, order_store_t **out);
+/* Create data_dir if missing, open data_dir/order.db (WAL, synchronous =
+ * sync, a STORE_SYNC_* level; busy timeout), create or check the schema and
+ * prepare the statements. 0 with *out set, STORE_EINVAL or STORE_ERROR. */
+int order_store_open(const char *data_dir, int sync, order_store_t **out);
 /* Finalize statements and close the database (close its commit group
  * first). NULL is a no-op. */
 void order_store_close(order_store_t *s);
@@ -182,14 +161,14 @@ void order_store_close(order_store_t *s);
 sqlite3 *order_store_db(order_store_t *s);
 
 /* Writes below are atomic each. They commit with the transaction open on the
- * connection (the commit group's: order_write_begin()), or at once when none
- * is open (tools, store tests). */
+ * connection (the commit group's: svc_write_begin() first), or at once when
+ * none is open (tools, store tests). */
 
 /* Insert a pending order and its items (a savepoint: all or nothing, and a
  * failure undoes only this order). *order is the new order object (caller
  * owns). */
 int order_store_create(order_store_t *s, const order_create_input_t *in, json_t **order);
-/* *order = the order object (caller owns). ORDER_STORE_NOT_FOUND or _ERROR. */
+/* *order = the order object (caller owns). ORDER_STORE_NOT_FOUND or STORE_ERROR. */
 int order_store_get(order_store_t *s, const char *id, size_t id_len, json_t **order);
 /* One page of a user's orders, newest first; *orders a new array, *total
  * every order of the user. */
@@ -198,7 +177,7 @@ int order_store_list_by_user(order_store_t *s, const char *user_id, size_t user_
 /* Atomically move the order from `from` to `to` (UPDATE ... WHERE id AND
  * status = from), setting paymentId / cancelReason when not NULL and
  * updatedAt. ORDER_STORE_CONFLICT when its status was not `from`,
- * ORDER_STORE_NOT_FOUND, ORDER_STORE_ERROR. On success *order (when order is
+ * ORDER_STORE_NOT_FOUND, STORE_ERROR. On success *order (when order is
  * not NULL) is the updated order (caller owns). */
 int order_store_transition(order_store_t *s, const char *id, size_t id_len, int from,
                            int to, const char *payment_id, const char *cancel_reason,
@@ -208,99 +187,77 @@ int order_store_transition(order_store_t *s, const char *id, size_t id_len, int 
  * paymentId, cancelReason, updatedAt) instead of read back. Same codes. */
 int order_store_move(order_store_t *s, json_t *order, int to, const char *payment_id,
                      const char *cancel_reason);
-/* A cheap read of the orders table, for health checks. 0 or ORDER_STORE_ERROR. */
+/* A cheap read of the orders table, for health checks. 0 or STORE_ERROR. */
 int order_store_ping(order_store_t *s);
 /* The connection's journal_mode (into buf) and synchronous level, as in effect. */
 int order_store_settings(order_store_t *s, char *journal_mode, size_t size, int *sync);
 
-/* --- the service context ------------------------------------------------------ */
+/* --- the service context (context.c) ----------------------------------------- */
 
-typedef struct order_flow order_flow_t;
+/* The order service runs on libsvc's context (svc/service.h): its store is
+ * svc->store (an order_store_t), the commit group svc->group, the publisher
+ * svc->pub, and the upstream clients, in the def's order: */
+enum {
+  ORDER_UPSTREAM_USER = 0,         /* the user service: get_user */
+  ORDER_UPSTREAM_PAYMENT = 1,      /* the payment service: process_payment, refund_payment */
+  ORDER_UPSTREAMS_,
+};
 
-/* How events leave the service: proto_events_publish() on svc->pub by
- * default; tests substitute a recorder. data is stolen. Returns a PROTO_E*
- * code; PROTO_EFULL and other failures never fail a request. */
-typedef int (*order_publish_fn)(void *arg, const char *pattern, json_t *data,
-                                const char *request_id);
+/* An operation in flight (a flow): while it owns an order (order_id not
+ * empty), status changes of that order wait for it. Embedded in the flow. */
+typedef struct order_inflight {
+  char order_id[ORDER_ID_MAX_BYTES + 1]; /* the order owned, "" = none yet */
+  struct order_inflight *prev, *next;
+} order_inflight_t;
 
-/* Everything the handlers need, passed explicitly (two services can live in
- * one process, as the tests do). Fields are borrowed: they must outlive the
- * RPC server the handlers are registered on. */
-typedef struct order_svc {
-  order_store_t *store;
-  store_group_t *group;            /* group commit on the store's connection */
-  proto_rpc_client_t *user;        /* the user service */
-  proto_rpc_client_t *payment;     /* the payment service */
-  proto_events_pub_t *pub;         /* may be NULL: events are not sent */
-  unsigned rpc_timeout_ms;         /* per upstream call, within the caller's budget */
-  order_publish_fn publish;        /* see order_publish_fn */
-  void *publish_arg;
-  order_flow_t *flows;             /* operations in flight; their orders are busy */
+/* The order service's own state, svc->app. */
+typedef struct order_app {
+  order_inflight_t *flows;         /* operations in flight */
   size_t nflows;
-} order_svc_t;
+} order_app_t;
 
-/* Fill svc; publish goes to pub (when not NULL). group is on store's db. */
-void order_svc_init(order_svc_t *svc, order_store_t *store, store_group_t *group,
-                    proto_rpc_client_t *user, proto_rpc_client_t *payment,
-                    proto_events_pub_t *pub, unsigned rpc_timeout_ms);
+/* What the order service sets on a context svc_main() made: app (zeroed
+ * here, borrowed, outliving the context) as svc->app, and its log fields
+ * ("orderId", "orderStatus"). */
+void order_svc_setup(svc_t *svc, order_app_t *app);
+/* A context around store and group (group may be NULL: autocommit), for
+ * tests and tools: svc_init() plus order_svc_setup(). Its upstreams are set
+ * by the caller (svc->upstream[ORDER_UPSTREAM_*], svc->n_upstreams). */
+void order_svc_init(svc_t *svc, uv_loop_t *loop, order_store_t *store, store_group_t *group,
+                    order_app_t *app);
 
-/* Call before a write: joins (or opens) the loop turn's transaction. 0, or
- * -1 (logged): do not write, answer 500 STORAGE_ERROR. */
-int order_write_begin(order_svc_t *svc);
-
-/* Publish through svc->publish, logging a failure (never fatal). */
-void order_publish(order_svc_t *svc, const char *pattern, json_t *data,
-                   const char *request_id);
-
-/* --- results -------------------------------------------------------------------- */
-
-/* The outcome of one request, independent of the transport: either response
- * (status 200) or err (an error object, status = its statusCode). */
-typedef struct order_result {
-  int status;
-  const char *code;                /* "OK" or the error code: static, or owned by err */
-  json_t *response;                /* owned, or NULL */
-  json_t *err;                     /* owned, or NULL */
-} order_result_t;
-
-order_result_t order_result_ok(json_t *response);
-order_result_t order_result_err(int status, const char *code, const char *message);
-order_result_t order_result_invalid(const order_verrs_t *errs);
-/* {"statusCode":400,"code":"VALIDATION_FAILED","message":...,"details":[...]}. */
-json_t *order_validation_error(const order_verrs_t *errs);
+/* Register e (its order_id "") as in flight / no longer. */
+void order_inflight_add(svc_t *svc, order_inflight_t *e);
+void order_inflight_remove(svc_t *svc, order_inflight_t *e);
+/* From now on e owns the order id (at most ORDER_ID_MAX_BYTES, cut beyond). */
+void order_inflight_own(order_inflight_t *e, const char *id);
+/* Non-zero when an operation in flight (create_order charging it, a refund)
+ * owns the order: status changes wait until it ends. */
+int order_busy(const svc_t *svc, const char *id, size_t id_len);
 
 /* --- multi-step operations (flow.c) ------------------------------------------- */
 
-/* Non-zero when an operation in flight (create_order charging it, a refund)
- * owns the order: status changes wait until it ends. */
-int order_busy(const order_svc_t *svc, const char *id, size_t id_len);
-
 /* Start create_order / refund_order for call; the call is answered when the
  * flow ends (possibly before these return). data is borrowed. */
-void order_flow_create(order_svc_t *svc, proto_rpc_call_t *call, const json_t *data);
-void order_flow_refund(order_svc_t *svc, proto_rpc_call_t *call, const json_t *data);
+void order_flow_create(svc_t *svc, proto_rpc_call_t *call, const json_t *data);
+void order_flow_refund(svc_t *svc, proto_rpc_call_t *call, const json_t *data);
 
 /* --- RPC handlers (handlers.c) ---------------------------------------------- */
 
 /* The synchronous operations, callable without a server (tests). */
-order_result_t order_op_get(order_svc_t *svc, const json_t *data);
-order_result_t order_op_list(order_svc_t *svc, const json_t *data);
-/* On success (status 200) the move is written but not yet committed: the
- * caller answers, and publishes *event (order_status_changed data, owned,
- * NULL when out of memory), only after the commit, as on_update_order_status
- * does. */
-order_result_t order_op_update_status(order_svc_t *svc, const json_t *data, json_t **event);
-order_result_t order_op_health(order_svc_t *svc);
-
-/* Answer call with r (consumed) and log one line for the request. */
-void order_answer(proto_rpc_call_t *call, const char *pattern, order_result_t r,
-                  uint64_t start_ns);
-/* Log one line for a request (before answering: the id belongs to the call). */
-void order_log_request(const char *request_id, const char *pattern, const order_result_t *r,
-                       const char *order_id, uint64_t start_ns);
+svc_result_t order_op_get(svc_t *svc, const json_t *data);
+svc_result_t order_op_list(svc_t *svc, const json_t *data);
+/* On success (status 200) the move is written but not yet committed, and the
+ * result carries its order_status_changed event: answer it with svc_answer(),
+ * which publishes and replies only after the commit. */
+svc_result_t order_op_update_status(svc_t *svc, const json_t *data);
+svc_result_t order_op_health(svc_t *svc);
 
 /* Register create_order, get_order, get_orders, update_order_status,
- * refund_order and health on srv. 0 or a PROTO_E* code. */
-int order_handlers_register(proto_rpc_server_t *srv, order_svc_t *svc);
+ * refund_order and health on srv, with svc as their context (set up with
+ * order_svc_setup/init; borrowed, outliving the server). A reply that rests
+ * on the turn's open transaction waits for its COMMIT, and a failed COMMIT
+ * answers 500. 0 or a PROTO_E* code. */
+int order_handlers_register(proto_rpc_server_t *srv, svc_t *svc);
 
 #endif

@@ -2,8 +2,9 @@
  * (orders + order_items, versioned with PRAGMA user_version; libstore's
  * store/db.h opens, configures and migrates the file), one cached prepared
  * statement per query, and the atomic status transition. Transactions are not
- * opened here: writes join the commit group's (order.h). Every SQLite error is
- * logged (here or in libstore).
+ * opened here: writes join the one open on the connection (the commit
+ * group's: the caller's svc_write_begin()), else each autocommits. Every
+ * SQLite error is logged (here or in libstore).
  */
 #include "order.h"
 
@@ -81,7 +82,7 @@ struct order_store {
 
 static int db_fail(order_store_t *s, const char *op, int rc) {
   store_db_fail(s->db, op, rc);
-  return ORDER_STORE_ERROR;
+  return STORE_ERROR;
 }
 
 static int bind_text(order_store_t *s, sqlite3_stmt *st, int idx, const char *v, size_t len) {
@@ -221,21 +222,17 @@ static const store_db_migration_t migrations[ORDER_SCHEMA_VERSION] = {
 
 /* --- open / close ------------------------------------------------------------ */
 
-int order_sync_parse(const char *v) {
-  return store_sync_parse(v); /* ORDER_SYNC_* are SQLite's numbers, as STORE_SYNC_* */
-}
-
-int order_store_open(const char *data_dir, order_sync_t sync, order_store_t **out) {
+int order_store_open(const char *data_dir, int sync, order_store_t **out) {
   order_store_t *s = NULL;
-  int ret = ORDER_STORE_ERROR;
+  int ret = STORE_ERROR;
   *out = NULL;
-  if (sync != ORDER_SYNC_NORMAL && sync != ORDER_SYNC_FULL && sync != ORDER_SYNC_EXTRA)
-    return ORDER_STORE_EINVAL;
+  if (sync != STORE_SYNC_NORMAL && sync != STORE_SYNC_FULL && sync != STORE_SYNC_EXTRA)
+    return STORE_EINVAL;
   if (!(s = calloc(1, sizeof(*s))))
     goto out;
   /* WAL, synchronous = sync (FULL: a commit is fsynced before we answer), busy
    * timeout, foreign keys, schema checked and migrated. */
-  if (store_db_open(data_dir, ORDER_DB_FILE, (int)sync, STORE_DB_FOREIGN_KEYS, migrations,
+  if (store_db_open(data_dir, ORDER_DB_FILE, sync, STORE_DB_FOREIGN_KEYS, migrations,
                     ORDER_SCHEMA_VERSION, &s->db, &s->path) != 0 ||
       store_db_prepare(s->db, stmt_sql, STMT_COUNT_ALL_, s->stmt) != 0 ||
       store_db_log_opened(s->db, s->path, ORDER_SCHEMA_VERSION) != 0)
@@ -261,7 +258,7 @@ void order_store_close(order_store_t *s) {
 }
 
 int order_store_settings(order_store_t *s, char *journal_mode, size_t size, int *sync) {
-  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : ORDER_STORE_ERROR;
+  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : STORE_ERROR;
 }
 
 /* --- writes ------------------------------------------------------------------ */
@@ -291,21 +288,21 @@ static json_t *new_order_json(const char *id, const order_create_input_t *in, co
 
 int order_store_create(order_store_t *s, const order_create_input_t *in, json_t **order) {
   char id[PROTO_ID_MAX], now[PROTO_ISO_TIME_LEN];
-  int in_sp = 0, ret = ORDER_STORE_ERROR;
+  int in_sp = 0, ret = STORE_ERROR;
   json_t *o = NULL;
   *order = NULL;
   if (in->n_items < ORDER_ITEMS_MIN || in->n_items > ORDER_ITEMS_MAX || in->total < 0)
-    return ORDER_STORE_EINVAL;
+    return STORE_EINVAL;
   if (proto_random_id(ORDER_ID_PREFIX, id, sizeof(id)) != 0) {
     proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "no randomness for an order id");
-    return ORDER_STORE_ERROR;
+    return STORE_ERROR;
   }
   proto_time_iso(now);
   /* Built first: once the rows are written, nothing may fail without
    * undoing them. */
   if (!(o = new_order_json(id, in, now))) {
     proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "out of memory building order %s", id);
-    return ORDER_STORE_ERROR;
+    return STORE_ERROR;
   }
   if (step_done(s, STMT_SAVEPOINT, "savepoint") != 0)
     goto out;
@@ -350,12 +347,12 @@ out:
 
 static int order_exists(order_store_t *s, const char *id, size_t id_len) {
   sqlite3_stmt *st = s->stmt[STMT_EXISTS];
-  int ret = ORDER_STORE_ERROR;
+  int ret = STORE_ERROR;
   if (bind_text(s, st, 1, id, id_len) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW)
-    ret = ORDER_STORE_OK;
+    ret = STORE_OK;
   else if (rc == SQLITE_DONE)
     ret = ORDER_STORE_NOT_FOUND;
   else
@@ -375,16 +372,16 @@ static int transition(order_store_t *s, const char *id, size_t id_len, const cha
       bind_str(s, st, 3, to_name) != 0 || bind_str(s, st, 4, payment_id) != 0 ||
       bind_str(s, st, 5, cancel_reason) != 0 || bind_str(s, st, 6, now) != 0) {
     store_stmt_done(st);
-    return ORDER_STORE_ERROR;
+    return STORE_ERROR;
   }
   if (step_done(s, STMT_TRANSITION, "transition") != 0)
-    return ORDER_STORE_ERROR;
+    return STORE_ERROR;
   if (sqlite3_changes(s->db) == 0) {
     /* Nothing moved: the order is gone or no longer in `from`. */
     int rc = order_exists(s, id, id_len);
-    return rc == ORDER_STORE_OK ? ORDER_STORE_CONFLICT : rc;
+    return rc == STORE_OK ? ORDER_STORE_CONFLICT : rc;
   }
-  return ORDER_STORE_OK;
+  return STORE_OK;
 }
 
 int order_store_transition(order_store_t *s, const char *id, size_t id_len, int from, int to,
@@ -395,14 +392,14 @@ int order_store_transition(order_store_t *s, const char *id, size_t id_len, int 
   if (order)
     *order = NULL;
   if (!from_name || !to_name)
-    return ORDER_STORE_EINVAL;
+    return STORE_EINVAL;
   proto_time_iso(now);
   int rc = transition(s, id, id_len, from_name, to_name, payment_id, cancel_reason, now);
-  if (rc != ORDER_STORE_OK || !order)
+  if (rc != STORE_OK || !order)
     return rc;
   /* The reply reads it back (items and all). */
   rc = order_store_get(s, id, id_len, order);
-  return rc == ORDER_STORE_NOT_FOUND ? ORDER_STORE_ERROR : rc;
+  return rc == ORDER_STORE_NOT_FOUND ? STORE_ERROR : rc;
 }
 
 int order_store_move(order_store_t *s, json_t *order, int to, const char *payment_id,
@@ -413,9 +410,9 @@ int order_store_move(order_store_t *s, json_t *order, int to, const char *paymen
   const char *to_name = order_status_name(to);
   int from = from_name ? order_status_parse(from_name, strlen(from_name)) : -1;
   json_t *status = NULL, *pid = NULL, *reason = NULL, *updated = NULL;
-  int ret = ORDER_STORE_ERROR;
+  int ret = STORE_ERROR;
   if (!id || from < 0 || !to_name)
-    return ORDER_STORE_EINVAL;
+    return STORE_EINVAL;
   /* Allocate before writing: once the row has moved, patching the object
    * must not fail (replacing a value of an existing key does not allocate). */
   proto_time_iso(now);
@@ -425,7 +422,7 @@ int order_store_move(order_store_t *s, json_t *order, int to, const char *paymen
     goto out;
   from_name = order_status_name(from); /* static: the object's value is replaced below */
   ret = transition(s, id, strlen(id), from_name, to_name, payment_id, cancel_reason, now);
-  if (ret != ORDER_STORE_OK)
+  if (ret != STORE_OK)
     goto out;
   json_object_set_new(order, "status", status);
   json_object_set_new(order, "updatedAt", updated);
@@ -447,7 +444,7 @@ out:
 
 int order_store_get(order_store_t *s, const char *id, size_t id_len, json_t **order) {
   sqlite3_stmt *st = s->stmt[STMT_GET_ORDER];
-  int ret = ORDER_STORE_ERROR;
+  int ret = STORE_ERROR;
   *order = NULL;
   if (bind_text(s, st, 1, id, id_len) != 0)
     goto out;
@@ -470,7 +467,7 @@ out:
 static int count_user_orders(order_store_t *s, const char *user_id, size_t len,
                              int64_t *total) {
   sqlite3_stmt *st = s->stmt[STMT_COUNT_USER];
-  int ret = ORDER_STORE_ERROR;
+  int ret = STORE_ERROR;
   if (bind_text(s, st, 1, user_id, len) != 0)
     goto out;
   int rc = sqlite3_step(st);
@@ -489,14 +486,14 @@ int order_store_list_by_user(order_store_t *s, const char *user_id, size_t user_
                              int64_t page, int64_t limit, json_t **orders, int64_t *total) {
   sqlite3_stmt *st = s->stmt[STMT_LIST_USER];
   json_t *arr = NULL;
-  int rc, ret = ORDER_STORE_ERROR;
+  int rc, ret = STORE_ERROR;
   *orders = NULL;
   if (page < 1 || limit < 1 || page > ORDER_PAGE_MAX || limit > ORDER_LIMIT_MAX)
-    return ORDER_STORE_EINVAL;
+    return STORE_EINVAL;
   /* COUNT and SELECT are two autocommit reads; an order created between them
    * can make total off by one for this reply, which is acceptable. */
   if (count_user_orders(s, user_id, user_id_len, total) != 0)
-    return ORDER_STORE_ERROR;
+    return STORE_ERROR;
   if (!(arr = json_array()))
     goto out;
   if (bind_text(s, st, 1, user_id, user_id_len) != 0 || bind_int(s, st, 2, limit) != 0 ||

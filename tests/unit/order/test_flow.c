@@ -42,7 +42,8 @@ typedef struct fixture {
   proto_rpc_client_t *payment;     /* order -> fake */
   proto_rpc_client_t *dead;        /* a client to a port nobody listens on */
   proto_rpc_client_t *cli;         /* test -> order */
-  order_svc_t svc;
+  svc_t svc;
+  order_app_t app;                 /* svc.app: the flows in flight */
   json_t *events;                  /* [{pattern, data, requestId}] published */
   json_t *payments;                /* process_payment data received by the fake */
   json_t *refunds;                 /* refund_payment data received by the fake */
@@ -161,7 +162,8 @@ static void answer_held(fixture_t *f, json_t *response) {
 
 /* --- event recorder -------------------------------------------------------------- */
 
-static int record_event(void *arg, const char *pattern, json_t *data, const char *request_id) {
+static int record_event(void *arg, const char *pattern, json_t *data, const char *request_id,
+                        char event_id_out[PROTO_ID_MAX]) {
   fixture_t *f = arg;
   char st[32];
   /* Published synchronously from the commit's continuation: what the event
@@ -175,6 +177,8 @@ static int record_event(void *arg, const char *pattern, json_t *data, const char
   assert_string_equal(durable_status(f, id, st, sizeof(st)), want);
   json_array_append_new(f->events, json_pack("{s:s, s:o, s:s?}", "pattern", pattern, "data",
                                              data, "requestId", request_id));
+  if (event_id_out)
+    event_id_out[0] = '\0';
   return 0;
 }
 
@@ -199,7 +203,7 @@ static int setup(void **state) {
   uv_timer_start(&f->watchdog, on_watchdog, WATCHDOG_MS, 0);
   snprintf(f->dir, sizeof(f->dir), "%s/order-flow-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   assert_non_null(mkdtemp(f->dir));
-  assert_int_equal(order_store_open(f->dir, ORDER_SYNC_NORMAL, &f->store), 0);
+  assert_int_equal(order_store_open(f->dir, STORE_SYNC_NORMAL, &f->store), 0);
   char db[300];
   snprintf(db, sizeof(db), "%s/order.db", f->dir);
   assert_int_equal(sqlite3_open_v2(db, &f->peek, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
@@ -232,7 +236,11 @@ static int setup(void **state) {
   assert_non_null(f->dead);
   f->group = store_group_new(&f->loop, order_store_db(f->store));
   assert_non_null(f->group);
-  order_svc_init(&f->svc, f->store, f->group, f->user, f->payment, NULL, 3000);
+  order_svc_init(&f->svc, &f->loop, f->store, f->group, &f->app);
+  f->svc.upstream[ORDER_UPSTREAM_USER] = f->user;
+  f->svc.upstream[ORDER_UPSTREAM_PAYMENT] = f->payment;
+  f->svc.n_upstreams = ORDER_UPSTREAMS_;
+  f->svc.rpc_timeout_ms = 3000;
   f->svc.publish = record_event;
   f->svc.publish_arg = f;
 
@@ -255,7 +263,7 @@ static int teardown(void **state) {
   proto_rpc_client_close(f->cli);
   answer_held(f, NULL);
   stop_server(f, &f->srv);   /* waits for flows still in flight */
-  assert_int_equal(f->svc.nflows, 0);
+  assert_int_equal(f->app.nflows, 0);
   proto_rpc_client_close(f->user);
   proto_rpc_client_close(f->payment);
   proto_rpc_client_close(f->dead);
@@ -405,7 +413,7 @@ static void test_create_confirmed(void **state) {
   json_t *got = get_order(f, str(o, "id"));
   assert_true(json_equal(got, o));
   json_decref(got);
-  assert_int_equal(f->svc.nflows, 0);
+  assert_int_equal(f->app.nflows, 0);
   result_clear(&r);
 }
 
@@ -440,7 +448,7 @@ static void test_create_unknown_user(void **state) {
 
 static void test_create_user_service_down(void **state) {
   fixture_t *f = *state;
-  f->svc.user = f->dead;
+  f->svc.upstream[ORDER_UPSTREAM_USER] = f->dead;
   result_t r = call(f, "create_order", order_body("user_1", "tok_visa"), NULL);
   assert_err(&r, 503, "USER_SERVICE_UNAVAILABLE");
   assert_int_equal(json_array_size(f->payments), 0);
@@ -478,7 +486,7 @@ static void test_create_payment_rejected_4xx(void **state) {
 
 static void test_create_payment_unavailable(void **state) {
   fixture_t *f = *state;
-  f->svc.payment = f->dead;
+  f->svc.upstream[ORDER_UPSTREAM_PAYMENT] = f->dead;
   result_t r = call(f, "create_order", order_body("user_1", "tok_visa"), NULL);
   assert_err(&r, 503, "PAYMENT_SERVICE_UNAVAILABLE");
   char id[PROTO_ID_MAX];
@@ -530,7 +538,7 @@ static void test_order_busy_while_payment_in_flight(void **state) {
   send_cmd(f, "create_order", order_body("user_1", "tok_hold"), "req-slow", &create);
   while (f->nheld == 0)
     uv_run(&f->loop, UV_RUN_ONCE);
-  assert_int_equal(f->svc.nflows, 1);
+  assert_int_equal(f->app.nflows, 1);
   const char *id = str(json_array_get(f->payments, 0), "orderId");
   upd = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", id, "status", "confirmed"),
              NULL);
@@ -657,14 +665,14 @@ static void test_refund_refused_cases(void **state) {
   snprintf(keep, sizeof(keep), "%s", id);
 
   /* payment down: 503, order unchanged */
-  f->svc.payment = f->dead;
+  f->svc.upstream[ORDER_UPSTREAM_PAYMENT] = f->dead;
   result_t r = call(f, "refund_order", json_pack("{s:s}", "id", keep), NULL);
   assert_err(&r, 503, "PAYMENT_SERVICE_UNAVAILABLE");
   result_clear(&r);
   json_t *o = get_order(f, keep);
   assert_string_equal(str(o, "status"), "confirmed");
   json_decref(o);
-  f->svc.payment = f->payment;
+  f->svc.upstream[ORDER_UPSTREAM_PAYMENT] = f->payment;
 
   /* payment refuses: its 4xx, order unchanged */
   f->refund_mode = 1;

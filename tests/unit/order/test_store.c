@@ -61,7 +61,7 @@ static int teardown(void **state) {
 static order_store_t *open_store(fixture_t *f) {
   order_store_close(f->store);
   f->store = NULL;
-  assert_int_equal(order_store_open(f->dir, ORDER_SYNC_FULL, &f->store), 0);
+  assert_int_equal(order_store_open(f->dir, STORE_SYNC_FULL, &f->store), 0);
   assert_non_null(f->store);
   return f->store;
 }
@@ -110,13 +110,13 @@ static void test_open_settings_and_schema(void **state) {
   open_store(f);
   assert_int_equal(order_store_settings(f->store, mode, sizeof(mode), &sync), 0);
   assert_string_equal(mode, "wal");
-  assert_int_equal(sync, ORDER_SYNC_FULL);
+  assert_int_equal(sync, STORE_SYNC_FULL);
   assert_int_equal(order_store_ping(f->store), 0);
-  assert_int_equal(order_sync_parse("normal"), ORDER_SYNC_NORMAL);
-  assert_int_equal(order_sync_parse("EXTRA"), ORDER_SYNC_EXTRA);
-  assert_int_equal(order_sync_parse("off"), -1);
+  assert_int_equal(store_sync_parse("normal"), STORE_SYNC_NORMAL);
+  assert_int_equal(store_sync_parse("EXTRA"), STORE_SYNC_EXTRA);
+  assert_int_equal(store_sync_parse("off"), -1);
   order_store_t *bad = NULL;
-  assert_int_equal(order_store_open(f->dir, (order_sync_t)0, &bad), ORDER_STORE_EINVAL);
+  assert_int_equal(order_store_open(f->dir, 0, &bad), STORE_EINVAL);
   assert_null(bad);
 }
 
@@ -191,10 +191,10 @@ static void test_list_newest_first_per_user(void **state) {
   json_decref(page);
   /* out-of-range arguments are refused, not clamped, at this layer */
   assert_int_equal(order_store_list_by_user(f->store, "user_a", 6, 0, 3, &page, &total),
-                   ORDER_STORE_EINVAL);
+                   STORE_EINVAL);
   assert_int_equal(order_store_list_by_user(f->store, "user_a", 6, 1, ORDER_LIMIT_MAX + 1,
                                             &page, &total),
-                   ORDER_STORE_EINVAL);
+                   STORE_EINVAL);
 }
 
 static void test_transition_is_atomic(void **state) {
@@ -239,7 +239,7 @@ static void test_transition_is_atomic(void **state) {
                    ORDER_STORE_NOT_FOUND);
   assert_int_equal(order_store_transition(f->store, id, len, ORDER_PENDING, 42, NULL, NULL,
                                           NULL),
-                   ORDER_STORE_EINVAL);
+                   STORE_EINVAL);
   json_decref(o);
 }
 
@@ -274,7 +274,7 @@ static void test_newer_schema_refused(void **state) {
   assert_int_equal(sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
   order_store_t *s = NULL;
-  assert_int_equal(order_store_open(f->dir, ORDER_SYNC_FULL, &s), ORDER_STORE_ERROR);
+  assert_int_equal(order_store_open(f->dir, STORE_SYNC_FULL, &s), STORE_ERROR);
   assert_null(s);
 }
 
@@ -298,7 +298,7 @@ static void test_move_updates_object_in_place(void **state) {
                    ORDER_STORE_CONFLICT);
   assert_string_equal(str(stale, "status"), "pending");
   assert_true(json_is_null(json_object_get(stale, "cancelReason")));
-  assert_int_equal(order_store_move(f->store, o, 42, NULL, NULL), ORDER_STORE_EINVAL);
+  assert_int_equal(order_store_move(f->store, o, 42, NULL, NULL), STORE_EINVAL);
   json_decref(stale);
   json_decref(o);
 }
@@ -317,7 +317,7 @@ static void test_failed_create_undoes_only_itself(void **state) {
                              .currency = "EUR", .n_items = 2};
   in.items[0] = (order_item_input_t){"p", 1, 1, 100};
   in.items[1] = (order_item_input_t){"q", 1, 0, 100}; /* quantity 0: CHECK fails */
-  assert_int_equal(order_store_create(f->store, &in, &bad), ORDER_STORE_ERROR);
+  assert_int_equal(order_store_create(f->store, &in, &bad), STORE_ERROR);
   assert_null(bad);
   assert_false(sqlite3_get_autocommit(db)); /* the outer transaction goes on */
   assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
@@ -356,7 +356,7 @@ static void test_upgrades_a_v1_database(void **state) {
   sqlite3 *db = order_store_db(f->store);
   assert_int_equal(testutil_user_version(db), 2);
   json_t *o = NULL;
-  assert_int_equal(order_store_get(f->store, "order_old", 9, &o), ORDER_STORE_OK);
+  assert_int_equal(order_store_get(f->store, "order_old", 9, &o), STORE_OK);
   assert_string_equal(str(o, "status"), "shipped");
   assert_int_equal(json_array_size(json_object_get(o, "items")), 1);
   json_decref(o);
@@ -381,7 +381,7 @@ static void test_migration_refuses_dangling_items(void **state) {
                    "PRAGMA journal_mode = WAL;" ORDER_V1_SCHEMA
                    "INSERT INTO order_items VALUES ('order_gone', 0, 'p1', 2, 1999);");
   order_store_t *s = NULL;
-  assert_int_equal(order_store_open(f->dir, ORDER_SYNC_FULL, &s), ORDER_STORE_ERROR);
+  assert_int_equal(order_store_open(f->dir, STORE_SYNC_FULL, &s), STORE_ERROR);
   assert_null(s);
 }
 
