@@ -2,23 +2,27 @@
 //   node consistency.mjs RENDERED_K8S_YAML [COMPOSE_FILE]
 // (the output of `kubectl kustomize deploy/k8s`; the compose file defaults to
 // deploy/docker-compose.yml, its env files are read beside it). Checks:
-//  - every environment variable a daemon reads (proto_config_*, getenv and the
-//    gateway's upstream table in gateway/, services/, lib*/) is set for every
-//    daemon in deploy/docker-compose.yml and in the Kubernetes workloads
-//    (ConfigMap/Secret through envFrom); REDIS_PASSWORD only from the env file /
-//    the Secret, for every daemon that talks to Redis;
+//  - every environment variable a daemon reads (sources.mjs works out which
+//    daemon reads which: its own sources, the libraries it calls, libsvc's
+//    svc_def_t tables) is set for that daemon in deploy/docker-compose.yml and
+//    in the Kubernetes workloads (ConfigMap/Secret through envFrom), and every
+//    variable set there is read by some daemon; REDIS_PASSWORD only from the
+//    env file / the Secret, for exactly the daemons that talk to Redis;
 //  - every port agrees with the daemons' defaults: the *_PORT settings, the
 //    published/container ports, the Services, the probes and the NetworkPolicies;
 //    every *_HOST names a compose service / Kubernetes Service on that port;
+//    the NetworkPolicies allow exactly the calls in the sources (upstreams,
+//    Redis), the ingress to the gateway and PLANNED_EDGES;
 //  - the probes run the daemon's own --health (HTTP /health and /ready for the
 //    gateway), grace periods cover the SIGTERM drain, SQLite services are
 //    single-replica StatefulSets with a volume claim, and the HPA targets only
 //    stateless workloads; every container is non-root, read-only, drops all
 //    capabilities and has resource requests and limits.
-import { readFileSync, readdirSync, existsSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse, parseAllDocuments } from "yaml";
+import { scanSources } from "./sources.mjs";
 
 const REPO = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const renderedPath = process.argv[2];
@@ -30,95 +34,37 @@ const SECRET_VARS = new Set(["REDIS_PASSWORD"]);
 const errors = [];
 const fail = (msg) => errors.push(msg);
 
-// ---- the sources --------------------------------------------------------------
-function cFiles(dir) {
-  const out = [];
-  if (!existsSync(dir)) return out;
-  for (const e of readdirSync(dir)) {
-    const p = join(dir, e);
-    if (statSync(p).isDirectory()) out.push(...cFiles(p));
-    else if (/\.[ch]$/.test(e)) out.push(p);
-  }
-  return out;
-}
-const stripComments = (s) => s.replace(/\/\*[\s\S]*?\*\//g, " ").replace(/\/\/[^\n]*/g, " ");
-const read = (p) => stripComments(readFileSync(p, "utf8"));
-
-const serviceNames = readdirSync(join(REPO, "services")).filter((n) =>
-  existsSync(join(REPO, "services", n, "main.c")),
-);
-// daemon executable -> its sources, its own port variable
-const daemons = new Map([["gateway", { dir: "gateway", portVar: "GATEWAY_PORT" }]]);
-for (const n of serviceNames) {
-  daemons.set(`${n}-service`, { dir: `services/${n}`, portVar: `${n.toUpperCase()}_SERVICE_PORT` });
-}
-
-// the daemons and every library they link (libproto, libstore, ...)
-const libDirs = readdirSync(REPO).filter((n) => /^lib/.test(n));
-const files = [...cFiles(join(REPO, "gateway")), ...cFiles(join(REPO, "services")),
-  ...libDirs.flatMap((d) => cFiles(join(REPO, d)))];
-const sources = new Map(files.map((f) => [f, read(f)]));
-const defines = new Map();
-for (const text of sources.values()) {
-  for (const m of text.matchAll(/#define\s+([A-Z][A-Z0-9_]*)\s+\(?(\d+)u?\)?\s*$/gm)) {
-    defines.set(m[1], Number(m[2]));
-  }
-}
-const envVars = new Set();
-const portDefaults = new Map(); // var -> Set of defaults
-const addPortDefault = (v, d) => {
-  if (!portDefaults.has(v)) portDefaults.set(v, new Set());
-  portDefaults.get(v).add(d);
-};
-const NAME = '"([A-Z][A-Z0-9_]*)"';
-for (const text of sources.values()) {
-  for (const re of [new RegExp(`proto_config_\\w+\\(\\s*${NAME}`, "g"),
-    new RegExp(`\\bgetenv\\(\\s*${NAME}`, "g"), new RegExp(`\\b\\w+_env\\(\\s*${NAME}`, "g")]) {
-    for (const m of text.matchAll(re)) envVars.add(m[1]);
-  }
-  for (const m of text.matchAll(new RegExp(`proto_config_port\\(\\s*${NAME}\\s*,\\s*([A-Z0-9_]+)`, "g"))) {
-    const d = /^\d+$/.test(m[2]) ? Number(m[2]) : defines.get(m[2]);
-    if (d === undefined) fail(`sources: cannot resolve the default ${m[2]} of ${m[1]}`);
-    else addPortDefault(m[1], d);
-  }
-  // the gateway's upstream table: {"user", "USER_SERVICE_HOST", "USER_SERVICE_PORT", 3001}
-  for (const m of text.matchAll(new RegExp(`\\{\\s*"[a-z]+"\\s*,\\s*${NAME}\\s*,\\s*${NAME}\\s*,\\s*(\\d+)\\s*\\}`, "g"))) {
-    envVars.add(m[1]);
-    envVars.add(m[2]);
-    addPortDefault(m[2], Number(m[3]));
-  }
-}
-for (const must of ["LISTEN_HOST", "DATA_DIR", "GATEWAY_PORT", "USER_SERVICE_PORT", "LOG_LEVEL", "REDIS_HOST"]) {
-  if (!envVars.has(must)) fail(`sources: the scan found no ${must}: is the scanner broken?`);
-}
-const portDefault = new Map();
-for (const [v, set] of portDefaults) {
-  if (set.size > 1) fail(`sources: ${v} has different defaults: ${[...set].join(", ")}`);
-  portDefault.set(v, [...set][0]);
-}
-const usesRedis = (dir) => [...sources].some(([f, t]) => f.startsWith(join(REPO, dir) + "/") &&
-  /proto_redis_opts_from_env|proto_events_(pub|sub)/.test(t));
-for (const [name, d] of daemons) {
-  d.redis = usesRedis(d.dir);
-  if (!portDefault.has(d.portVar)) fail(`sources: no default port found for ${name} (${d.portVar})`);
-}
+// ---- the sources (sources.mjs: which daemon reads which variable) --------------
+const scan = scanSources(REPO);
+for (const e of scan.errors) fail(e);
+const { daemons, portDefault, defines } = scan;
+// every variable some daemon reads
+const envVars = new Set([...daemons.values()].flatMap((d) => [...d.vars]));
 const svcDrainS = (defines.get("PROTO_RPC_DRAIN_TIMEOUT_MS_DEFAULT") ?? NaN) / 1000;
 const gwDrainS = (defines.get("GW_HTTP_DRAIN_TIMEOUT_MS") ?? NaN) / 1000;
 if (!(svcDrainS > 0) || !(gwDrainS > 0)) fail("sources: drain timeouts not found");
 
 // ---- helpers -------------------------------------------------------------------
+// env: what one daemon's container gets; secretEnvNames: which of it comes
+// from the env file / the Secret. Also collects the names no daemon reads.
+const unread = new Map(); // "compose" / "k8s" -> Set of names
 function checkEnv(where, daemon, env, secretEnvNames) {
-  for (const v of envVars) {
+  const d = daemons.get(daemon);
+  for (const v of d.vars) {
     if (SECRET_VARS.has(v)) continue;
     if (!env.has(v)) fail(`${where}: ${daemon} lacks ${v}`);
   }
   for (const v of SECRET_VARS) {
-    if (!envVars.has(v)) continue;
     if (env.has(v) && !secretEnvNames.has(v)) fail(`${where}: ${daemon} gets ${v} in plain settings, not from the secret`);
-    if (daemons.get(daemon).redis && !secretEnvNames.has(v)) fail(`${where}: ${daemon} uses Redis but gets no ${v} from the secret`);
+    if (d.vars.has(v) && !secretEnvNames.has(v)) fail(`${where}: ${daemon} reads ${v} but gets none from the secret`);
+    if (!d.vars.has(v) && secretEnvNames.has(v)) fail(`${where}: ${daemon} gets ${v} from the secret but never reads it`);
   }
   for (const [v, def] of portDefault) {
     if (env.has(v) && Number(env.get(v)) !== def) fail(`${where}: ${daemon} ${v}=${env.get(v)}, the daemons' default is ${def}`);
+  }
+  const kind = where.split(" ")[0];
+  for (const v of env.keys()) {
+    if (!envVars.has(v)) unread.set(kind, (unread.get(kind) ?? new Set()).add(v));
   }
 }
 const parseDuration = (s) => {
@@ -185,7 +131,7 @@ for (const [sname, s] of Object.entries(services)) {
   } else if (s.ports) {
     fail(`${where}: only the gateway publishes a port`);
   }
-  if (daemon !== "gateway" && !(s.volumes ?? []).some((v) => String(v).endsWith(`:${env.get("DATA_DIR")}`))) {
+  if (daemons.get(daemon).store && !(s.volumes ?? []).some((v) => String(v).endsWith(`:${env.get("DATA_DIR")}`))) {
     fail(`${where}: no volume mounted at DATA_DIR (${env.get("DATA_DIR")})`);
   }
 }
@@ -288,10 +234,12 @@ for (const w of workloads) {
       }
       if (!((pod.terminationGracePeriodSeconds ?? 30) > svcDrainS)) fail(`${where}: terminationGracePeriodSeconds must exceed the ${svcDrainS} s drain`);
       // SQLite: one replica, a claim mounted at DATA_DIR
-      if (w.kind !== "StatefulSet" || w.spec.replicas !== 1) fail(`${where}: keeps SQLite: must be a StatefulSet with replicas: 1`);
-      const claim = (w.spec.volumeClaimTemplates ?? []).map((t) => t.metadata.name);
-      const mount = (c.volumeMounts ?? []).find((m) => m.mountPath === env.get("DATA_DIR"));
-      if (!mount || !claim.includes(mount.name)) fail(`${where}: DATA_DIR ${env.get("DATA_DIR")} must be a volumeClaimTemplate`);
+      if (daemons.get(daemon).store) {
+        if (w.kind !== "StatefulSet" || w.spec.replicas !== 1) fail(`${where}: keeps SQLite: must be a StatefulSet with replicas: 1`);
+        const claim = (w.spec.volumeClaimTemplates ?? []).map((t) => t.metadata.name);
+        const mount = (c.volumeMounts ?? []).find((m) => m.mountPath === env.get("DATA_DIR"));
+        if (!mount || !claim.includes(mount.name)) fail(`${where}: DATA_DIR ${env.get("DATA_DIR")} must be a volumeClaimTemplate`);
+      }
     }
   }
 }
@@ -322,12 +270,32 @@ for (const np of byKind("NetworkPolicy")) {
     for (const f of rule.from ?? [{ podSelector: {} }]) allowed.add(`${appOf(f.podSelector) ?? "*"}->${to}`);
   }
 }
-const expectedEdges = ["gateway->user", "gateway->order", "gateway->payment", "gateway->notification",
-  "order->user", "order->payment", "order->redis", "payment->redis", "notification->redis", "*->gateway"];
+// Who must be able to reach whom: each daemon its upstreams (the sources'
+// tables), the daemons that read REDIS_HOST Redis, anyone the gateway; and
+// the calls that are being built (PLANNED_EDGES): allowed ahead of the code.
+const PLANNED_EDGES = [
+  "gateway->inventory", // the gateway's /products routes
+  "order->inventory", // the order saga: reserve, commit, release
+];
+const appByPortVar = new Map([...daemons.values()].map((d) => [d.portVar, d.app]));
+const expectedEdges = ["*->gateway", ...PLANNED_EDGES];
+for (const [name, d] of daemons) {
+  for (const u of d.upstreams) {
+    const to = appByPortVar.get(u.portVar);
+    if (!to) fail(`sources: ${name} calls ${u.portVar}, which is no daemon's port`);
+    else expectedEdges.push(`${d.app}->${to}`);
+  }
+  if (d.redis) expectedEdges.push(`${d.app}->redis`);
+}
 for (const e of expectedEdges) if (!allowed.has(e)) fail(`k8s NetworkPolicy: no rule allows ${e}`);
 for (const e of allowed) if (!expectedEdges.includes(e)) fail(`k8s NetworkPolicy: unexpected rule ${e}`);
 if (!byKind("NetworkPolicy").some((np) => Object.keys(np.spec.podSelector ?? {}).length === 0 && !np.spec.ingress)) {
   fail("k8s NetworkPolicy: no default deny of ingress");
+}
+
+// a setting given to the daemons that none of them reads: a typo, or left over
+for (const [kind, names] of unread) {
+  for (const v of names) fail(`${kind}: ${v} is set, but no daemon reads it`);
 }
 
 if (errors.length) {
