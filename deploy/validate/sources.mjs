@@ -24,16 +24,18 @@
 import { readFileSync, readdirSync, existsSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 
-// read_config()'s conditional reads: the guard that must be in the if()
-// controlling each, and what is read under it.
+// read_config()'s conditional reads: what is read under each condition, and
+// the guard that must be in the if() controlling it. A guard's capture names
+// the svc_def_t field or flag it tests ("def->store && ..." -> .store).
 const SVC_CONDITIONAL = [
-  { key: "store", guard: "store_open", names: ["DATA_DIR"], fns: ["store_sync_from_env"] },
-  { key: "upstreams", guard: "n_upstreams", names: ["RPC_TIMEOUT_MS"], fns: [] },
-  { key: "redis", guard: "SVC_REDIS", names: [], fns: ["proto_redis_opts_from_env"] },
+  { key: "store", guard: /\bdef->(\w+)\s*&&/, names: ["DATA_DIR"], fns: ["store_sync_from_env"] },
+  { key: "upstreams", guard: /\bdef->(n_upstreams)\b/, names: ["RPC_TIMEOUT_MS"], fns: [] },
+  { key: "redis", guard: /\bdef->flags\s*&\s*(SVC_REDIS)\b/, names: [], fns: ["proto_redis_opts_from_env"] },
 ];
 const SVC_MAIN = "svc_main";
 const SVC_READ_CONFIG = "read_config";
 const SVC_DAEMON_C = join("libsvc", "src", "daemon.c");
+const SVC_DAEMON_H = join("libsvc", "include", "svc", "daemon.h");
 
 const NAME = '"([A-Z][A-Z0-9_]*)"';
 const READ_RES = [new RegExp(`\\bproto_config_\\w+\\(\\s*${NAME}`, "g"),
@@ -206,6 +208,7 @@ export function scanSources(REPO) {
   const svcMain = svcFile?.fns.find((fn) => fn.name === SVC_MAIN);
   const readConfig = svcFile?.fns.find((fn) => fn.name === SVC_READ_CONFIG);
   let svcAlways = new Set(), svcUpstreamSuffixes = [];
+  const svcGuard = {}; // SVC_CONDITIONAL key -> the field or flag its guard tests
   if (!svcMain || !readConfig) {
     fail(`no ${SVC_MAIN}() / ${SVC_READ_CONFIG}() in ${SVC_DAEMON_C}: is the scanner broken?`);
   } else {
@@ -215,10 +218,11 @@ export function scanSources(REPO) {
       for (const [what, re] of [...c.names.map((n) => [n, new RegExp(`"${n}"`)]),
         ...c.fns.map((n) => [`${n}()`, new RegExp(`\\b${n}\\s*\\(`)])]) {
         const m = re.exec(body);
+        const g = m && guardsAt(code, body, m.index).map((t) => c.guard.exec(t)?.[1]).find(Boolean);
         if (!m) fail(`${SVC_DAEMON_C} ${SVC_READ_CONFIG}() no longer reads ${what}: update SVC_CONDITIONAL in sources.mjs`);
-        else if (!guardsAt(code, body, m.index).some((g) => g.includes(c.guard))) {
-          fail(`${SVC_DAEMON_C} ${SVC_READ_CONFIG}() reads ${what} without "if (... ${c.guard} ...)": update SVC_CONDITIONAL in sources.mjs`);
-        }
+        else if (!g) fail(`${SVC_DAEMON_C} ${SVC_READ_CONFIG}() reads ${what} outside an if() like ${c.guard}: update SVC_CONDITIONAL in sources.mjs`);
+        else if (svcGuard[c.key] && svcGuard[c.key] !== g) fail(`${SVC_DAEMON_C} ${SVC_READ_CONFIG}(): ${c.key} settings under both ${svcGuard[c.key]} and ${g}`);
+        else svcGuard[c.key] = g;
       }
     }
     // snprintf(name, ..., "%s_SERVICE_HOST", u->env): per upstream
@@ -233,6 +237,11 @@ export function scanSources(REPO) {
     for (const fnName of c.fns) for (const v of closure(libFns.get(fnName) ?? [])) vars.add(v);
     return [c.key, vars];
   }));
+
+  // svc_def_t's fields: a table naming another is read wrongly here (a
+  // service not yet moved to a change of libsvc, say)
+  const svcFields = structFields(files.find((f) => f.rel === SVC_DAEMON_H)?.code ?? "", "svc_def");
+  if (!svcFields.has("port_env")) fail(`no struct svc_def with .port_env in ${SVC_DAEMON_H}: is the scanner broken?`);
 
   // ---- each daemon
   const daemons = new Map();
@@ -249,7 +258,7 @@ export function scanSources(REPO) {
         d.upstreams.push({ hostVar: m[1], portVar: m[2] });
         addPortDefault(m[2], resolve(m[3], `the default of ${m[2]} in ${f.rel}`), f.rel);
       }
-      const def = svcDefOf(f, resolve, fail);
+      const def = svcDefOf(f, resolve, fail, svcGuard.store ?? "store", svcFields);
       if (!def) continue;
       if (d.portVar) fail(`${dir}: a second svc_def_t table in ${f.rel}`);
       if (`${def.name}-service` !== name) fail(`${f.rel}: .name "${def.name}" is not the directory's (${name})`);
@@ -258,7 +267,7 @@ export function scanSources(REPO) {
       for (const v of svcAlways) d.vars.add(v);
       d.vars.add(def.portEnv);
       if (def.store) for (const v of svcCond.get("store")) d.vars.add(v);
-      if (def.flags & (defines.get("SVC_REDIS") ?? NaN)) for (const v of svcCond.get("redis")) d.vars.add(v);
+      if (def.flags & (defines.get(svcGuard.redis ?? "SVC_REDIS") ?? NaN)) for (const v of svcCond.get("redis")) d.vars.add(v);
       if (def.upstreams.length) for (const v of svcCond.get("upstreams")) d.vars.add(v);
       for (const u of def.upstreams) {
         for (const s of svcUpstreamSuffixes) d.vars.add(`${u.env}${s}`);
@@ -291,9 +300,10 @@ export function scanSources(REPO) {
   return { daemons, portDefault, defines, errors };
 }
 
-// A svc_def_t table in f: .name, .port_env, .port_default, .flags, the store,
-// the upstream table it names; null when the file has none.
-function svcDefOf(f, resolve, fail) {
+// A svc_def_t table in f: .name, .port_env, .port_default, .flags, whether
+// it has a store (its field storeField is set), the upstream table it names;
+// null when the file has none.
+function svcDefOf(f, resolve, fail, storeField, fields) {
   const m = /\bsvc_def_t\s+(\w+)\s*=\s*\{/.exec(f.code);
   if (!m) return null;
   const start = m.index + m[0].length - 1;
@@ -303,9 +313,12 @@ function svcDefOf(f, resolve, fail) {
     else if (f.code[end] === "}" && --depth === 0) break;
   }
   const body = f.text.slice(start, end + 1);
+  const where = `${f.rel} ${m[1]}`;
+  for (const k of topLevelKeys(f.code.slice(start, end + 1))) {
+    if (!fields.has(k)) fail(`${where}: .${k} is no field of svc_def_t (${SVC_DAEMON_H})`);
+  }
   // the fields at the table's top level: ".key = value" up to the next ",\n    ."
   const field = (k) => new RegExp(`\\.${k}\\s*=\\s*([^,]+?)\\s*,?\\s*(?=\\n\\s*\\.|\\s*\\}$)`).exec(body)?.[1];
-  const where = `${f.rel} ${m[1]}`;
   const name = /^"([a-z]+)"$/.exec(field("name") ?? "")?.[1];
   const portEnv = /^"([A-Z][A-Z0-9_]*)"$/.exec(field("port_env") ?? "")?.[1];
   const portTok = field("port_default");
@@ -318,7 +331,7 @@ function svcDefOf(f, resolve, fail) {
     const v = /^0x/.test(tok) ? Number(tok.replace(/u$/i, "")) : resolve(tok, `.flags of ${where}`);
     if (v !== undefined) flags |= v;
   }
-  const store = !/^(NULL|0)?$/.test(field("store_open") ?? "");
+  const store = !/^(NULL|0)?$/.test(field(storeField) ?? "");
   const upstreams = [];
   const upsName = field("upstreams");
   if (upsName && upsName !== "NULL") {
@@ -332,4 +345,43 @@ function svcDefOf(f, resolve, fail) {
     }
   }
   return { name, portEnv, portDefault: resolve(portTok, `.port_default of ${where}`), flags, store, upstreams };
+}
+
+// The designators (".name =") at the top level of an initializer "{...}".
+function topLevelKeys(code) {
+  const keys = [];
+  let depth = 0;
+  for (let i = 0; i < code.length; i++) {
+    if (code[i] === "{") depth++;
+    else if (code[i] === "}") depth--;
+    else if (depth === 1 && code[i] === ".") {
+      const m = /^\.([A-Za-z_]\w*)\s*=/.exec(code.slice(i, i + 80));
+      if (m && !/[\w)\]]\s*$/.test(code.slice(Math.max(0, i - 40), i))) keys.push(m[1]);
+    }
+  }
+  return keys;
+}
+
+// The member names of "struct <tag> { ... }" in code (fields and function
+// pointers).
+function structFields(code, tag) {
+  const m = new RegExp(`\\bstruct\\s+${tag}\\s*\\{`).exec(code);
+  const fields = new Set();
+  if (!m) return fields;
+  let i = m.index + m[0].length, depth = 1, decl = "";
+  for (; i < code.length && depth; i++) {
+    const ch = code[i];
+    if (ch === "{") depth++;
+    else if (ch === "}") depth--;
+    if (depth === 1 && ch === ";") {
+      const fp = /\(\s*\*\s*(\w+)\s*\)/.exec(decl);
+      if (fp) fields.add(fp[1]);
+      else for (const part of decl.split(",")) fields.add(/(\w+)\s*(\[[^\]]*\])?\s*$/.exec(part)?.[1]);
+      decl = "";
+    } else if (depth >= 1) {
+      decl += ch;
+    }
+  }
+  fields.delete(undefined);
+  return fields;
 }
