@@ -262,7 +262,7 @@ until_ok 60 GET /ready 200
 
 log "graceful stop: every daemon exits 0 on SIGTERM"
 timeout 120 "${compose[@]}" stop >/dev/null 2>&1 || die "docker-compose stop"
-for svc in user order payment notification gateway; do
+for svc in user order payment notification inventory gateway; do
   c=$("${compose[@]}" ps -q "$svc")
   code=$(podman inspect "$c" --format '{{.State.ExitCode}}')
   [ "$code" = 0 ] || die "$svc exited $code on SIGTERM"

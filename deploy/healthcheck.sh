@@ -6,7 +6,8 @@ set -u
 for cmdline in /proc/1/cmdline /proc/[0-9]*/cmdline; do
   exe=$(tr '\0' '\n' <"$cmdline" 2>/dev/null | head -n 1) || continue
   case "${exe##*/}" in
-    gateway | user-service | order-service | payment-service | notification-service)
+    gateway | user-service | order-service | payment-service | notification-service | \
+      inventory-service)
       exec "${exe##*/}" --health ;;
   esac
 done
