@@ -64,9 +64,10 @@ step "consistency"
 if node $v/consistency.mjs "$rendered"; then ok "env and ports consistent"
 else bad "env/ports inconsistent (deploy/validate/consistency.mjs)"; fi
 
-# expect_caught WHAT FILE(k8s|compose) SED_EXPR EXPECTED: a broken copy must fail.
+# expect_caught WHAT FILE(k8s|compose) SED_EXPR EXPECTED [NOT_EXPECTED]: a broken
+# copy must fail, saying EXPECTED (and not NOT_EXPECTED).
 expect_caught() {
-  local what=$1 which=$2 expr=$3 expected=$4 out
+  local what=$1 which=$2 expr=$3 expected=$4 not_expected=${5:-} out
   mkdir -p "$tmp/mut"
   cp deploy/docker-compose.yml deploy/compose.env "$tmp/mut/"
   cp "$rendered" "$tmp/mut/rendered.yaml"
@@ -76,6 +77,8 @@ expect_caught() {
     bad "consistency check missed: $what"
   elif ! grep -qF -- "$expected" <<<"$out"; then
     bad "consistency check caught '$what' for another reason: $out"
+  elif [ -n "$not_expected" ] && grep -qF -- "$not_expected" <<<"$out"; then
+    bad "consistency check caught '$what' but also said '$not_expected': $out"
   else
     ok "caught: $what"
   fi
@@ -90,6 +93,14 @@ expect_caught "order may not reach payment" k8s \
 expect_caught "a compose port that differs from the daemons' default" compose \
   's/USER_SERVICE_PORT: "3001"/USER_SERVICE_PORT: "3011"/' "USER_SERVICE_PORT=3011"
 expect_caught "a compose setting missing" compose '/^  RPC_TIMEOUT_MS:/d' "gateway lacks RPC_TIMEOUT_MS"
+# a service's own setting is expected of that service only
+expect_caught "a service's own setting missing" k8s '/^  INVENTORY_SWEEP_INTERVAL_MS:/d' \
+  "inventory-service lacks INVENTORY_SWEEP_INTERVAL_MS" "gateway lacks INVENTORY_SWEEP_INTERVAL_MS"
+expect_caught "a setting that no daemon reads" compose 's/^  LOG_LEVEL: info$/&\n  LOG_LEVLE: debug/' \
+  "LOG_LEVLE is set, but no daemon reads it"
+expect_caught "the Redis password given to a daemon that has no Redis" compose \
+  '/command: \["inventory-service"\]/a\    env_file: compose.env' \
+  "inventory-service gets REDIS_PASSWORD from the secret but never reads it"
 
 # ---- 4. one build recipe ---------------------------------------------------------------
 step "Dockerfile builds with the scripts of make run"
