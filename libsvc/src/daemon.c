@@ -53,7 +53,7 @@ static void build_usage(const svc_def_t *def, char *buf, size_t size) {
          "  %-32s TCP port (default %d; 0 = ephemeral, announced in\n"
          "                                   the \"listening\" log line)\n",
          def->port_env, def->port_default);
-  if (def->store_open)
+  if (def->store)
     APPEND("  DATA_DIR                         directory of %s, created if missing\n"
            "                                   (default " SVC_DATA_DIR_DEFAULT ")\n"
            "  SQLITE_SYNCHRONOUS               NORMAL, FULL or EXTRA (default FULL: every\n"
@@ -95,7 +95,7 @@ static int read_config(const svc_def_t *def, svc_config_t *c) {
       proto_rpc_server_opts_from_env(&c->server) != 0)
     return -1;
   /* Checked, not created: the store creates it once every setting is good. */
-  if (def->store_open && (proto_config_dir("DATA_DIR", SVC_DATA_DIR_DEFAULT, &c->data_dir) != 0 ||
+  if (def->store && (proto_config_dir("DATA_DIR", SVC_DATA_DIR_DEFAULT, &c->data_dir) != 0 ||
                           store_sync_from_env(&c->sync) != 0))
     return -1;
   for (unsigned i = 0; i < def->n_upstreams; i++) {
@@ -188,15 +188,15 @@ static int start(app_t *app) {
   const svc_def_t *def = app->def;
   const svc_config_t *c = &app->cfg;
   svc_t *svc = &app->svc;
-  void *store = NULL;
+  store_conn_t *store = NULL;
   store_group_t *group = NULL;
-  if (def->store_open) {
-    if (def->store_open(c->data_dir, c->sync, &store) != 0)
-      return -1; /* logged by the store */
+  if (def->store) {
+    if (store_open(c->data_dir, c->sync, def->store, &store) != 0)
+      return -1; /* logged by libstore */
     svc_init(svc, &app->loop, def->name, store, NULL);
     /* Every write of a loop turn goes into one transaction, committed (and
      * fsynced) once at the end of the turn; replies and events wait for it. */
-    if (!(group = store_group_new(&app->loop, def->store_db(store))))
+    if (!(group = store_group_new(&app->loop, store->db)))
       return fail("create the commit group");
     svc->group = group;
   } else {
@@ -221,8 +221,12 @@ static int start(app_t *app) {
   /* The stop hooks run also after a start() that failed half-way: they
    * close what it made. */
   app->started = 1;
-  if (def->start(svc, c, app->srv) != 0)
+  if (def->setup)
+    def->setup(svc);
+  if (def->start && def->start(svc, c, app->srv) != 0)
     return -1; /* logged by the service */
+  if (def->handlers_register(app->srv, svc) != 0)
+    return fail("register handlers");
   if (proto_rpc_server_listen(app->srv, c->listen_host, c->port) != 0)
     return -1;
   if (proto_daemon_init(&app->daemon, &app->loop, on_stop, app) != 0)
@@ -241,7 +245,7 @@ int svc_main(int argc, char **argv, const svc_def_t *def) {
    * then the service's own libraries. */
   proto_daemon_lib_t libs[1 + SVC_LIBS_MAX];
   size_t n_libs = 0;
-  if (def->store_open)
+  if (def->store)
     libs[n_libs++] = (proto_daemon_lib_t){"sqlite", sqlite3_libversion()};
   for (unsigned i = 0; i < def->n_libs && i < SVC_LIBS_MAX; i++)
     libs[n_libs++] = (proto_daemon_lib_t){def->libs[i].name, def->libs[i].version()};
@@ -287,8 +291,7 @@ out:
     proto_daemon_close(&app.daemon);
   if (app.started && def->finish)
     def->finish(&app.svc);
-  if (def->store_close)
-    def->store_close(app.svc.store);
+  store_close(app.svc.store); /* NULL (no store, or not opened) is a no-op */
   if (loop_ready && proto_daemon_loop_teardown(&app.loop) != 0) {
     proto_log(PROTO_LOG_ERROR, NULL, "teardown_failed", "loop still had open handles");
     status = EXIT_FAILURE;

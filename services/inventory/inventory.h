@@ -24,6 +24,7 @@
 #include "proto/rpc_server.h"
 #include "proto/util.h"
 #include "store/commit_group.h"
+#include "store/conn.h"
 #include "store/db.h"
 #include "svc/service.h"
 #include "valid/valid.h"
@@ -134,6 +135,9 @@ void inventory_time_iso(int64_t unix_ms, char out[PROTO_ISO_TIME_LEN]);
 /* --- storage (store.c, reservation.c) --------------------------------------- */
 
 typedef struct inventory_store inventory_store_t;
+
+/* The store described once (store/conn.h); svc_def_t.store opens it. */
+extern const store_schema_t inventory_store_schema;
 
 /* Return codes: STORE_OK, STORE_EINVAL, STORE_ERROR (store/db.h), and: */
 enum {

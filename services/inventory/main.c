@@ -4,7 +4,6 @@
  */
 #include "inventory.h"
 
-#include "proto/log.h"
 #include "svc/daemon.h"
 
 /* The service's state lives as long as the process: the sweep timer is
@@ -12,30 +11,14 @@
  * returns. */
 static inventory_app_t inventory_app;
 
-static int open_store(const char *data_dir, int sync, void **store) {
-  return inventory_store_open(data_dir, sync, (inventory_store_t **)store);
-}
-
-static sqlite3 *store_db(void *store) {
-  return inventory_store_db(store);
-}
-
-static void close_store(void *store) {
-  inventory_store_close(store);
-}
-
 static int start(svc_t *svc, const svc_config_t *cfg, proto_rpc_server_t *srv) {
   (void)cfg;
   inventory_app.now_ms = inventory_clock_wall_ms;
   inventory_app.now_arg = NULL;
   svc->app = &inventory_app;
-  inventory_svc_setup(svc);
+  (void)srv; /* svc_main() registers the handlers once start() returns */
   if (inventory_settings_from_env(&inventory_app) != 0)
     return -1;
-  if (inventory_handlers_register(srv, svc) != 0) {
-    proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot register handlers");
-    return -1;
-  }
   return inventory_sweeper_start(svc);
 }
 
@@ -62,10 +45,10 @@ static const svc_def_t inventory_def = {
         "                                   default 900)\n"
         "  INVENTORY_SWEEP_INTERVAL_MS      how often expired reservations are looked for\n"
         "                                   (10..3600000, default 5000)\n",
-    .store_open = open_store,
-    .store_db = store_db,
-    .store_close = close_store,
+    .store = &inventory_store_schema,
+    .setup = inventory_svc_setup,
     .start = start,
+    .handlers_register = inventory_handlers_register,
     .stopping = stopping,
 };
 

@@ -31,10 +31,10 @@ typedef struct row {
 } row_t;
 
 static int get_row(inventory_store_t *s, const char *order_id, size_t len, row_t *row) {
-  sqlite3_stmt *st = s->stmt[STMT_R_GET];
+  sqlite3_stmt *st = s->c.stmt[STMT_R_GET];
   int ret = STORE_ERROR;
   *row = (row_t){{0}, 0, NULL};
-  if (inventory__bind_text(s, st, 1, order_id, len) != 0)
+  if (store_bind_text(st, 1, order_id, len) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) {
@@ -42,7 +42,7 @@ static int get_row(inventory_store_t *s, const char *order_id, size_t len, row_t
     goto out;
   }
   if (rc != SQLITE_ROW) {
-    inventory__fail(s, "get reservation", rc);
+    store_fail(s->c.db, "get reservation", rc);
     goto out;
   }
   const char *state = (const char *)sqlite3_column_text(st, 0);
@@ -84,14 +84,14 @@ static json_t *reply_of(const char *order_id, size_t len, const row_t *row) {
 
 static int set_state(inventory_store_t *s, const char *order_id, size_t len, const char *state,
                      const char *now) {
-  sqlite3_stmt *st = s->stmt[STMT_R_SET_STATE];
-  if (inventory__bind_text(s, st, 1, order_id, len) != 0 ||
-      inventory__bind_text(s, st, 2, state, strlen(state)) != 0 ||
-      inventory__bind_text(s, st, 3, now, strlen(now)) != 0) {
+  sqlite3_stmt *st = s->c.stmt[STMT_R_SET_STATE];
+  if (store_bind_text(st, 1, order_id, len) != 0 ||
+      store_bind_text(st, 2, state, strlen(state)) != 0 ||
+      store_bind_text(st, 3, now, strlen(now)) != 0) {
     store_stmt_done(st);
     return STORE_ERROR;
   }
-  return inventory__exec(s, STMT_R_SET_STATE, "set reservation state");
+  return store_stmt_run(s->c.stmt[STMT_R_SET_STATE], "set reservation state");
 }
 
 /* End an open reservation: every item's units go back to available (sell ==
@@ -99,30 +99,31 @@ static int set_state(inventory_store_t *s, const char *order_id, size_t len, con
  * savepoint. */
 static int finish(inventory_store_t *s, const char *order_id, size_t len, int sell,
                   const char *now) {
-  sqlite3_stmt *items = s->stmt[STMT_R_ITEMS];
-  sqlite3_stmt *up = s->stmt[sell ? STMT_P_SELL : STMT_P_GIVE_BACK];
+  sqlite3_stmt *items = s->c.stmt[STMT_R_ITEMS];
+  sqlite3_stmt *up = s->c.stmt[sell ? STMT_P_SELL : STMT_P_GIVE_BACK];
   int rc, ret = STORE_ERROR;
-  if (inventory__bind_text(s, items, 1, order_id, len) != 0)
+  if (store_bind_text(items, 1, order_id, len) != 0)
     goto out;
   while ((rc = sqlite3_step(items)) == SQLITE_ROW) {
     const char *pid = (const char *)sqlite3_column_text(items, 0);
     int plen = sqlite3_column_bytes(items, 0);
     if (!pid) {
-      inventory__fail(s, "read reservation items", SQLITE_NOMEM);
+      store_fail(s->c.db, "read reservation items", SQLITE_NOMEM);
       goto out;
     }
     /* pid stays valid while items sits on this row. */
-    if (inventory__bind_text(s, up, 1, pid, (size_t)plen) != 0 ||
-        inventory__bind_i64(s, up, 2, sqlite3_column_int64(items, 1)) != 0 ||
-        inventory__bind_text(s, up, 3, now, strlen(now)) != 0) {
+    if (store_bind_text(up, 1, pid, (size_t)plen) != 0 ||
+        store_bind_i64(up, 2, sqlite3_column_int64(items, 1)) != 0 ||
+        store_bind_text(up, 3, now, strlen(now)) != 0) {
       store_stmt_done(up);
       goto out;
     }
-    if (inventory__exec(s, sell ? STMT_P_SELL : STMT_P_GIVE_BACK, "move reserved units") != 0)
+    if (store_stmt_run(s->c.stmt[sell ? STMT_P_SELL : STMT_P_GIVE_BACK], "move reserved units") !=
+        0)
       goto out;
   }
   if (rc != SQLITE_DONE) {
-    inventory__fail(s, "read reservation items", rc);
+    store_fail(s->c.db, "read reservation items", rc);
     goto out;
   }
   store_stmt_done(items);
@@ -143,11 +144,11 @@ static int finish_whole(inventory_store_t *s, const char *order_id, size_t len, 
 
 /* Whether the stored items are exactly in's (both sorted by product id). */
 static int same_items(inventory_store_t *s, const inventory_reserve_input_t *in, int *same) {
-  sqlite3_stmt *st = s->stmt[STMT_R_ITEMS];
+  sqlite3_stmt *st = s->c.stmt[STMT_R_ITEMS];
   size_t i = 0;
   int rc, ret = STORE_ERROR;
   *same = 1;
-  if (inventory__bind_text(s, st, 1, in->order_id, in->order_id_len) != 0)
+  if (store_bind_text(st, 1, in->order_id, in->order_id_len) != 0)
     goto out;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     const inventory_item_t *it = i < in->n_items ? &in->items[i] : NULL;
@@ -159,7 +160,7 @@ static int same_items(inventory_store_t *s, const inventory_reserve_input_t *in,
     i++;
   }
   if (rc != SQLITE_DONE) {
-    inventory__fail(s, "read reservation items", rc);
+    store_fail(s->c.db, "read reservation items", rc);
     goto out;
   }
   if (i != in->n_items)
@@ -199,12 +200,12 @@ static int reserve_again(inventory_store_t *s, const inventory_reserve_input_t *
  * (*problem says why: a detail object), STORE_ERROR. */
 static int take(inventory_store_t *s, const inventory_item_t *it, const char *now,
                 int64_t *price, char currency[4], json_t **problem) {
-  sqlite3_stmt *st = s->stmt[STMT_P_TAKE];
+  sqlite3_stmt *st = s->c.stmt[STMT_P_TAKE];
   int ret = STORE_ERROR;
   *problem = NULL;
-  if (inventory__bind_text(s, st, 1, it->product_id, it->product_id_len) != 0 ||
-      inventory__bind_i64(s, st, 2, it->quantity) != 0 ||
-      inventory__bind_text(s, st, 3, now, strlen(now)) != 0)
+  if (store_bind_text(st, 1, it->product_id, it->product_id_len) != 0 ||
+      store_bind_i64(st, 2, it->quantity) != 0 ||
+      store_bind_text(st, 3, now, strlen(now)) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
@@ -215,13 +216,13 @@ static int take(inventory_store_t *s, const inventory_item_t *it, const char *no
     goto out;
   }
   if (rc != SQLITE_DONE) {
-    inventory__fail(s, "reserve units", rc);
+    store_fail(s->c.db, "reserve units", rc);
     goto out;
   }
   store_stmt_done(st);
   /* Nothing taken: an unknown product, or too few available. */
-  st = s->stmt[STMT_P_AVAILABLE];
-  if (inventory__bind_text(s, st, 1, it->product_id, it->product_id_len) != 0)
+  st = s->c.stmt[STMT_P_AVAILABLE];
+  if (store_bind_text(st, 1, it->product_id, it->product_id_len) != 0)
     goto out;
   rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) {
@@ -233,7 +234,7 @@ static int take(inventory_store_t *s, const inventory_item_t *it, const char *no
                          "requested", (json_int_t)it->quantity, "available",
                          (json_int_t)sqlite3_column_int64(st, 0));
   } else {
-    inventory__fail(s, "read availability", rc);
+    store_fail(s->c.db, "read availability", rc);
     goto out;
   }
   if (!*problem) {
@@ -250,28 +251,28 @@ out:
 static int record(inventory_store_t *s, const inventory_reserve_input_t *in,
                   const int64_t *prices, int64_t expires_at, const char *now,
                   const char *result) {
-  sqlite3_stmt *st = s->stmt[STMT_R_INSERT];
-  if (inventory__bind_text(s, st, 1, in->order_id, in->order_id_len) != 0 ||
-      inventory__bind_text(s, st, 2, STATE_RESERVED, strlen(STATE_RESERVED)) != 0 ||
-      inventory__bind_i64(s, st, 3, expires_at) != 0 ||
-      inventory__bind_text(s, st, 4, now, strlen(now)) != 0 ||
-      inventory__bind_text(s, st, 5, result, strlen(result)) != 0) {
+  sqlite3_stmt *st = s->c.stmt[STMT_R_INSERT];
+  if (store_bind_text(st, 1, in->order_id, in->order_id_len) != 0 ||
+      store_bind_text(st, 2, STATE_RESERVED, strlen(STATE_RESERVED)) != 0 ||
+      store_bind_i64(st, 3, expires_at) != 0 ||
+      store_bind_text(st, 4, now, strlen(now)) != 0 ||
+      store_bind_text(st, 5, result, strlen(result)) != 0) {
     store_stmt_done(st);
     return STORE_ERROR;
   }
-  if (inventory__exec(s, STMT_R_INSERT, "insert reservation") != 0)
+  if (store_stmt_run(s->c.stmt[STMT_R_INSERT], "insert reservation") != 0)
     return STORE_ERROR;
-  st = s->stmt[STMT_R_ITEM_INSERT];
+  st = s->c.stmt[STMT_R_ITEM_INSERT];
   for (size_t i = 0; i < in->n_items; i++) {
     const inventory_item_t *it = &in->items[i];
-    if (inventory__bind_text(s, st, 1, in->order_id, in->order_id_len) != 0 ||
-        inventory__bind_text(s, st, 2, it->product_id, it->product_id_len) != 0 ||
-        inventory__bind_i64(s, st, 3, it->quantity) != 0 ||
-        inventory__bind_i64(s, st, 4, prices[i]) != 0) {
+    if (store_bind_text(st, 1, in->order_id, in->order_id_len) != 0 ||
+        store_bind_text(st, 2, it->product_id, it->product_id_len) != 0 ||
+        store_bind_i64(st, 3, it->quantity) != 0 ||
+        store_bind_i64(st, 4, prices[i]) != 0) {
       store_stmt_done(st);
       return STORE_ERROR;
     }
-    if (inventory__exec(s, STMT_R_ITEM_INSERT, "insert reservation item") != 0)
+    if (store_stmt_run(s->c.stmt[STMT_R_ITEM_INSERT], "insert reservation item") != 0)
       return STORE_ERROR;
   }
   return 0;
@@ -370,17 +371,17 @@ out:
  * reserve arriving after its compensation cannot hold stock. */
 static int tombstone(inventory_store_t *s, const char *order_id, size_t len, int64_t now_ms) {
   char now[PROTO_ISO_TIME_LEN];
-  sqlite3_stmt *st = s->stmt[STMT_R_INSERT];
+  sqlite3_stmt *st = s->c.stmt[STMT_R_INSERT];
   inventory_time_iso(now_ms, now);
-  if (inventory__bind_text(s, st, 1, order_id, len) != 0 ||
-      inventory__bind_text(s, st, 2, STATE_RELEASED, strlen(STATE_RELEASED)) != 0 ||
-      inventory__bind_i64(s, st, 3, now_ms) != 0 ||
-      inventory__bind_text(s, st, 4, now, strlen(now)) != 0 ||
+  if (store_bind_text(st, 1, order_id, len) != 0 ||
+      store_bind_text(st, 2, STATE_RELEASED, strlen(STATE_RELEASED)) != 0 ||
+      store_bind_i64(st, 3, now_ms) != 0 ||
+      store_bind_text(st, 4, now, strlen(now)) != 0 ||
       sqlite3_bind_null(st, 5) != SQLITE_OK) {
     store_stmt_done(st);
     return STORE_ERROR;
   }
-  return inventory__exec(s, STMT_R_INSERT, "record release");
+  return store_stmt_run(s->c.stmt[STMT_R_INSERT], "record release");
 }
 
 /* Release (sell == 0) or commit an order's reservation. */
@@ -432,7 +433,7 @@ int inventory_store_commit(inventory_store_t *s, const char *order_id, size_t le
 }
 
 int inventory_store_sweep(inventory_store_t *s, int64_t now_ms, int max, int *released) {
-  sqlite3_stmt *st = s->stmt[STMT_R_EXPIRED];
+  sqlite3_stmt *st = s->c.stmt[STMT_R_EXPIRED];
   char now[PROTO_ISO_TIME_LEN];
   char **ids = NULL;
   int n = 0, rc, ret = STORE_ERROR;
@@ -444,7 +445,7 @@ int inventory_store_sweep(inventory_store_t *s, int64_t now_ms, int max, int *re
     return STORE_ERROR;
   }
   /* Collect first: finish() updates the rows this scan walks. */
-  if (inventory__bind_i64(s, st, 1, now_ms) != 0 || inventory__bind_i64(s, st, 2, max) != 0)
+  if (store_bind_i64(st, 1, now_ms) != 0 || store_bind_i64(st, 2, max) != 0)
     goto out;
   while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     const char *id = (const char *)sqlite3_column_text(st, 0);
@@ -455,7 +456,7 @@ int inventory_store_sweep(inventory_store_t *s, int64_t now_ms, int max, int *re
     n++;
   }
   if (n < max && rc != SQLITE_DONE) {
-    inventory__fail(s, "find expired reservations", rc);
+    store_fail(s->c.db, "find expired reservations", rc);
     goto out;
   }
   store_stmt_done(st);

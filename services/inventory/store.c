@@ -7,12 +7,12 @@
  */
 #include "store_priv.h"
 
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto/log.h"
-#include "store/db.h"
+#include "store/conn.h"
+#include "store/stmt.h"
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[]. */
@@ -100,109 +100,67 @@ static const store_db_migration_t migrations[INVENTORY_SCHEMA_VERSION] = {
 
 /* --- helpers (shared with reservation.c) ------------------------------------- */
 
-int inventory__fail(inventory_store_t *s, const char *op, int rc) {
-  store_db_fail(s->db, op, rc);
-  return STORE_ERROR;
-}
-
-int inventory__bind_text(inventory_store_t *s, sqlite3_stmt *st, int idx, const char *v,
-                         size_t len) {
-  if (len > INT_MAX)
-    return inventory__fail(s, "bind", SQLITE_TOOBIG);
-  int rc = sqlite3_bind_text(st, idx, v, (int)len, SQLITE_STATIC);
-  return rc == SQLITE_OK ? 0 : inventory__fail(s, "bind", rc);
-}
-
-int inventory__bind_i64(inventory_store_t *s, sqlite3_stmt *st, int idx, int64_t v) {
-  int rc = sqlite3_bind_int64(st, idx, v);
-  return rc == SQLITE_OK ? 0 : inventory__fail(s, "bind", rc);
-}
-
-int inventory__exec(inventory_store_t *s, int stmt, const char *op) {
-  sqlite3_stmt *st = s->stmt[stmt];
-  int rc = sqlite3_step(st);
-  store_stmt_done(st);
-  return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : inventory__fail(s, op, rc);
-}
-
 int inventory__savepoint_begin(inventory_store_t *s) {
-  return inventory__exec(s, STMT_SP_BEGIN, "savepoint");
+  return store_stmt_run(s->c.stmt[STMT_SP_BEGIN], "savepoint");
 }
 
 int inventory__savepoint_end(inventory_store_t *s, int ok) {
   int ret = 0;
-  if (!ok && inventory__exec(s, STMT_SP_ROLLBACK, "rollback to savepoint") != 0)
+  if (!ok && store_stmt_run(s->c.stmt[STMT_SP_ROLLBACK], "rollback to savepoint") != 0)
     ret = STORE_ERROR;
-  if (inventory__exec(s, STMT_SP_RELEASE, "release savepoint") != 0)
+  if (store_stmt_run(s->c.stmt[STMT_SP_RELEASE], "release savepoint") != 0)
     ret = STORE_ERROR;
   return ret;
 }
 
-static json_t *column_text(sqlite3_stmt *st, int col) {
-  const char *t = (const char *)sqlite3_column_text(st, col);
-  int n = sqlite3_column_bytes(st, col);
-  return t ? json_stringn(t, (size_t)n) : NULL;
-}
-
 /* The product object from a row of PRODUCT_COLS. NULL on ENOMEM. */
-static json_t *row_to_product(sqlite3_stmt *st) {
+static json_t *row_to_product(sqlite3_stmt *st, void *arg) {
+  (void)arg;
   json_int_t stock = sqlite3_column_int64(st, 4), reserved = sqlite3_column_int64(st, 5);
-  return json_pack("{s:o, s:o, s:I, s:o, s:I, s:I, s:I, s:o, s:o}", "id", column_text(st, 0),
-                   "name", column_text(st, 1), "price", (json_int_t)sqlite3_column_int64(st, 2),
-                   "currency", column_text(st, 3), "stock", stock, "reserved", reserved,
-                   "available", stock - reserved, "createdAt", column_text(st, 6),
-                   "updatedAt", column_text(st, 7));
+  return json_pack("{s:o, s:o, s:I, s:o, s:I, s:I, s:I, s:o, s:o}", "id", store_column_text(st, 0),
+                   "name", store_column_text(st, 1), "price",
+                   (json_int_t)sqlite3_column_int64(st, 2), "currency", store_column_text(st, 3),
+                   "stock", stock, "reserved", reserved, "available", stock - reserved, "createdAt",
+                   store_column_text(st, 6), "updatedAt", store_column_text(st, 7));
 }
 
 /* --- open / close ------------------------------------------------------------ */
 
+/* Foreign keys on: an item always names a reservation and a product. */
+const store_schema_t inventory_store_schema = {
+    .file = INVENTORY_DB_FILE,
+    .flags = STORE_DB_FOREIGN_KEYS,
+    .steps = migrations,
+    .version = INVENTORY_SCHEMA_VERSION,
+    .sql = stmt_sql,
+    .n_stmt = STMT_COUNT_ALL_,
+    .size = sizeof(inventory_store_t),
+};
+
 int inventory_store_open(const char *data_dir, int sync, inventory_store_t **out) {
-  inventory_store_t *s = NULL;
-  int ret = STORE_ERROR;
-  *out = NULL;
-  if (sync != STORE_SYNC_NORMAL && sync != STORE_SYNC_FULL && sync != STORE_SYNC_EXTRA)
-    return STORE_EINVAL;
-  if (!(s = calloc(1, sizeof(*s))))
-    goto out;
-  /* Foreign keys on: an item always names a reservation and a product. */
-  if (store_db_open(data_dir, INVENTORY_DB_FILE, sync, STORE_DB_FOREIGN_KEYS, migrations,
-                    INVENTORY_SCHEMA_VERSION, &s->db, &s->path) != 0 ||
-      store_db_prepare(s->db, stmt_sql, STMT_COUNT_ALL_, s->stmt) != 0 ||
-      store_db_log_opened(s->db, s->path, INVENTORY_SCHEMA_VERSION) != 0)
-    goto out;
-  *out = s;
-  s = NULL;
-  ret = 0;
-out:
-  inventory_store_close(s);
-  return ret;
+  store_conn_t *c = NULL;
+  int rc = store_open(data_dir, sync, &inventory_store_schema, &c);
+  *out = (inventory_store_t *)c; /* c is the struct's first member */
+  return rc;
 }
 
 void inventory_store_close(inventory_store_t *s) {
-  if (!s)
-    return;
-  store_db_finalize(s->stmt, STMT_COUNT_ALL_);
-  store_db_close(s->db, s->path);
-  free(s);
+  store_close(s ? &s->c : NULL);
 }
 
 sqlite3 *inventory_store_db(inventory_store_t *s) {
-  return s->db;
+  return s->c.db;
 }
 
 int inventory_store_ping(inventory_store_t *s) {
-  sqlite3_stmt *st = s->stmt[STMT_P_PING];
-  int rc = sqlite3_step(st);
-  int ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : inventory__fail(s, "ping", rc);
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_ping(s->c.stmt[STMT_P_PING]);
 }
 
 /* --- products ------------------------------------------------------------------ */
 
 int inventory_store_product_create(inventory_store_t *s, const inventory_product_input_t *in,
                                    int64_t now_ms, json_t **product) {
-  sqlite3_stmt *st = s->stmt[STMT_P_INSERT];
+  sqlite3_stmt *st = s->c.stmt[STMT_P_INSERT];
   char idbuf[PROTO_ID_MAX], now[PROTO_ISO_TIME_LEN];
   const char *id = in->id;
   size_t id_len = in->id_len;
@@ -217,12 +175,12 @@ int inventory_store_product_create(inventory_store_t *s, const inventory_product
     id_len = strlen(idbuf);
   }
   inventory_time_iso(now_ms, now);
-  if (inventory__bind_text(s, st, 1, id, id_len) != 0 ||
-      inventory__bind_text(s, st, 2, in->name, in->name_len) != 0 ||
-      inventory__bind_i64(s, st, 3, in->price) != 0 ||
-      inventory__bind_text(s, st, 4, in->currency, strlen(in->currency)) != 0 ||
-      inventory__bind_i64(s, st, 5, in->stock) != 0 ||
-      inventory__bind_text(s, st, 6, now, strlen(now)) != 0)
+  if (store_bind_text(st, 1, id, id_len) != 0 ||
+      store_bind_text(st, 2, in->name, in->name_len) != 0 ||
+      store_bind_i64(st, 3, in->price) != 0 ||
+      store_bind_text(st, 4, in->currency, strlen(in->currency)) != 0 ||
+      store_bind_i64(st, 5, in->stock) != 0 ||
+      store_bind_text(st, 6, now, strlen(now)) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_CONSTRAINT_PRIMARYKEY) {
@@ -230,7 +188,7 @@ int inventory_store_product_create(inventory_store_t *s, const inventory_product
     goto out;
   }
   if (rc != SQLITE_DONE) {
-    inventory__fail(s, "insert product", rc);
+    store_fail(s->c.db, "insert product", rc);
     goto out;
   }
   /* Built from what we stored rather than read back. */
@@ -251,10 +209,10 @@ out:
 
 int inventory_store_product_get(inventory_store_t *s, const char *id, size_t id_len,
                                 json_t **product) {
-  sqlite3_stmt *st = s->stmt[STMT_P_GET];
+  sqlite3_stmt *st = s->c.stmt[STMT_P_GET];
   int ret = STORE_ERROR;
   *product = NULL;
-  if (inventory__bind_text(s, st, 1, id, id_len) != 0)
+  if (store_bind_text(st, 1, id, id_len) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) {
@@ -262,10 +220,10 @@ int inventory_store_product_get(inventory_store_t *s, const char *id, size_t id_
     goto out;
   }
   if (rc != SQLITE_ROW) {
-    inventory__fail(s, "get product", rc);
+    store_fail(s->c.db, "get product", rc);
     goto out;
   }
-  if (!(*product = row_to_product(st))) {
+  if (!(*product = row_to_product(st, NULL))) {
     proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot build product from row");
     goto out;
   }
@@ -277,74 +235,38 @@ out:
 
 int inventory_store_product_list(inventory_store_t *s, int64_t page, int64_t limit,
                                  json_t **products, int64_t *total) {
-  sqlite3_stmt *st = s->stmt[STMT_P_LIST], *cnt = s->stmt[STMT_P_COUNT];
-  json_t *arr = NULL;
-  int rc, ret = STORE_ERROR;
+  sqlite3_stmt *st = s->c.stmt[STMT_P_LIST], *cnt = s->c.stmt[STMT_P_COUNT];
+  int ret = STORE_ERROR;
   *products = NULL;
   if (page < 1 || limit < 1 || page > INVENTORY_PAGE_MAX || limit > INVENTORY_LIMIT_MAX)
     return STORE_EINVAL;
   /* Two reads: an insert between them can make total off by one for this
    * reply, which is acceptable. */
-  rc = sqlite3_step(cnt);
-  if (rc != SQLITE_ROW) {
-    store_stmt_done(cnt);
-    return inventory__fail(s, "count products", rc == SQLITE_DONE ? SQLITE_ERROR : rc);
-  }
-  *total = sqlite3_column_int64(cnt, 0);
-  store_stmt_done(cnt);
-  if (!(arr = json_array()))
-    goto out;
-  if (inventory__bind_i64(s, st, 1, limit) != 0 ||
-      inventory__bind_i64(s, st, 2, (page - 1) * limit) != 0)
-    goto out;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    json_t *p = row_to_product(st);
-    if (!p || json_array_append_new(arr, p) != 0) {
-      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot build product list");
-      goto out;
-    }
-  }
-  if (rc != SQLITE_DONE) {
-    inventory__fail(s, "list products", rc);
-    goto out;
-  }
-  *products = arr;
-  arr = NULL;
-  ret = 0;
-out:
-  json_decref(arr);
+  if (store_stmt_count(cnt, "count products", total) != 0)
+    return STORE_ERROR;
+  if (store_bind_i64(st, 1, limit) == 0 && store_bind_i64(st, 2, (page - 1) * limit) == 0)
+    ret = store_stmt_rows(st, row_to_product, NULL, "list products",
+                          "cannot build product list", products);
   store_stmt_done(st);
   return ret;
 }
 
 static int product_exists(inventory_store_t *s, const char *id, size_t id_len) {
-  sqlite3_stmt *st = s->stmt[STMT_P_EXISTS];
-  int ret = STORE_ERROR;
-  if (inventory__bind_text(s, st, 1, id, id_len) != 0)
-    goto out;
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW)
-    ret = 0;
-  else if (rc == SQLITE_DONE)
-    ret = INVENTORY_STORE_NOT_FOUND;
-  else
-    inventory__fail(s, "find product", rc);
-out:
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_exists(s->c.stmt[STMT_P_EXISTS], id, id_len, INVENTORY_STORE_NOT_FOUND,
+                           "find product");
 }
 
 int inventory_store_restock(inventory_store_t *s, const char *id, size_t id_len,
                             int64_t quantity, int64_t now_ms, json_t **product) {
-  sqlite3_stmt *st = s->stmt[STMT_P_RESTOCK];
+  sqlite3_stmt *st = s->c.stmt[STMT_P_RESTOCK];
   char now[PROTO_ISO_TIME_LEN];
   int ret = STORE_ERROR;
   *product = NULL;
   inventory_time_iso(now_ms, now);
-  if (inventory__bind_text(s, st, 1, id, id_len) != 0 ||
-      inventory__bind_i64(s, st, 2, quantity) != 0 ||
-      inventory__bind_text(s, st, 3, now, strlen(now)) != 0 ||
-      inventory__bind_i64(s, st, 4, INVENTORY_STOCK_MAX) != 0)
+  if (store_bind_text(st, 1, id, id_len) != 0 ||
+      store_bind_i64(st, 2, quantity) != 0 ||
+      store_bind_text(st, 3, now, strlen(now)) != 0 ||
+      store_bind_i64(st, 4, INVENTORY_STOCK_MAX) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) {
@@ -354,10 +276,10 @@ int inventory_store_restock(inventory_store_t *s, const char *id, size_t id_len,
     return rc == 0 ? INVENTORY_STORE_STOCK_LIMIT : rc;
   }
   if (rc != SQLITE_ROW) {
-    inventory__fail(s, "restock", rc);
+    store_fail(s->c.db, "restock", rc);
     goto out;
   }
-  if (!(*product = row_to_product(st))) {
+  if (!(*product = row_to_product(st, NULL))) {
     proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot build product from row");
     goto out;
   }

@@ -1,5 +1,6 @@
 /* store_priv.h: what store.c and reservation.c share of the inventory
- * database: the statement cache and small binding helpers. Internal to the
+ * database: the statement cache and the savepoint helpers (binding and stepping
+ * helpers are libstore's store/stmt.h). Internal to the
  * store: handlers and tests go through inventory.h.
  */
 #ifndef INVENTORY_STORE_PRIV_H
@@ -8,6 +9,7 @@
 #include <sqlite3.h>
 
 #include "inventory.h"
+#include "store/stmt.h"
 
 enum {
   STMT_P_INSERT,
@@ -34,20 +36,9 @@ enum {
 };
 
 struct inventory_store {
-  sqlite3 *db;
-  sqlite3_stmt *stmt[STMT_COUNT_ALL_];
-  char *path;                      /* for log lines */
+  store_conn_t c;                  /* first: libstore opens and closes it (store/conn.h);
+                                    * c.stmt[STMT_*] */
 };
-
-/* Log a failed call (store_db_fail) and return STORE_ERROR. */
-int inventory__fail(inventory_store_t *s, const char *op, int rc);
-/* Bind text / int64 at idx: 0 or STORE_ERROR (logged). */
-int inventory__bind_text(inventory_store_t *s, sqlite3_stmt *st, int idx, const char *v,
-                         size_t len);
-int inventory__bind_i64(inventory_store_t *s, sqlite3_stmt *st, int idx, int64_t v);
-/* Step a statement that returns no row we need, then reset it: 0 or
- * STORE_ERROR (logged as op). */
-int inventory__exec(inventory_store_t *s, int stmt, const char *op);
 
 /* A SAVEPOINT around a multi-row write: begin; then end with ok != 0 to keep
  * it (RELEASE) or 0 to undo it (ROLLBACK TO, then RELEASE). Inside the

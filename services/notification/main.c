@@ -98,6 +98,7 @@ static int startup_failed(const char *what) {
 
 static int start(svc_t *svc, const svc_config_t *cfg, proto_rpc_server_t *srv) {
   ntf_daemon_t *d = &ntf_daemon;
+  (void)srv; /* svc_main() registers the handlers once start() returns */
   ntf_svc_setup(svc, &d->app);
   if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
     return startup_failed("initialise libcurl");
@@ -111,8 +112,6 @@ static int start(svc_t *svc, const svc_config_t *cfg, proto_rpc_server_t *srv) {
       return -1; /* logged */
     d->app.webhook = d->webhook;
   }
-  if (ntf_handlers_register(srv, svc) != 0)
-    return startup_failed("register handlers");
   /* The subscriber connects in the background and keeps retrying: the
    * service serves what it stored even while Redis is away. */
   if (!(d->sub = proto_events_sub_new(svc->loop, &cfg->redis)))
@@ -168,18 +167,6 @@ static void finish(svc_t *svc) {
 
 /* --- the table ----------------------------------------------------------------------- */
 
-static int open_store(const char *data_dir, int sync, void **store) {
-  return ntf_store_open(data_dir, sync, (ntf_store_t **)store);
-}
-
-static sqlite3 *store_db(void *store) {
-  return ntf_store_db(store);
-}
-
-static void close_store(void *store) {
-  ntf_store_close(store);
-}
-
 static const char *curl_version_now(void) {
   return curl_version_info(CURLVERSION_NOW)->version;
 }
@@ -219,11 +206,10 @@ static const svc_def_t ntf_def = {
         ", at most " STR(NTF_WEBHOOK_BACKOFF_MAX_MS) ")\n",
     .libs = ntf_libs,
     .n_libs = sizeof(ntf_libs) / sizeof(ntf_libs[0]),
-    .store_open = open_store,
-    .store_db = store_db,
-    .store_close = close_store,
+    .store = &ntf_store_schema,
     .configure = configure,
     .start = start,
+    .handlers_register = ntf_handlers_register,
     .stopping = stopping,
     .finish = finish,
 };

@@ -22,6 +22,7 @@
 #include "proto/rpc_server.h"
 #include "proto/util.h"
 #include "store/commit_group.h"
+#include "store/conn.h"
 #include "store/db.h"
 #include "svc/result.h"
 #include "svc/service.h"
@@ -154,6 +155,9 @@ json_t *ntf_notification_new(const ntf_draft_t *d, const char *event_id,
 /* --- storage (store.c) ------------------------------------------------------- */
 
 typedef struct ntf_store ntf_store_t;
+
+/* The store described once (store/conn.h); svc_def_t.store opens it. */
+extern const store_schema_t ntf_store_schema;
 
 /* Return codes: STORE_OK, STORE_EINVAL (bad argument), STORE_ERROR (SQLite
  * or filesystem failure, logged) from store/db.h, and: */

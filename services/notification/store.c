@@ -6,7 +6,6 @@
  */
 #include "notification.h"
 
-#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +13,8 @@
 #include <strings.h>
 
 #include "proto/log.h"
-#include "store/db.h"
+#include "store/conn.h"
+#include "store/stmt.h"
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
@@ -58,51 +58,20 @@ static const char *const stmt_sql[STMT_COUNT_ALL_] = {
 };
 
 struct ntf_store {
-  sqlite3 *db;
-  sqlite3_stmt *stmt[STMT_COUNT_ALL_];
-  char *path;                      /* for log lines */
+  store_conn_t c;                  /* first: libstore opens and closes it (store/conn.h) */
 };
-
-/* --- helpers ------------------------------------------------------------------ */
-
-static int db_fail(ntf_store_t *s, const char *op, int rc) {
-  store_db_fail(s->db, op, rc);
-  return STORE_ERROR;
-}
-
-static int bind_text(ntf_store_t *s, sqlite3_stmt *st, int idx, const char *v, size_t len) {
-  if (len > INT_MAX)
-    return db_fail(s, "bind", SQLITE_TOOBIG);
-  int rc = sqlite3_bind_text(st, idx, v, (int)len, SQLITE_STATIC);
-  return rc == SQLITE_OK ? 0 : db_fail(s, "bind", rc);
-}
-
-static int bind_str(ntf_store_t *s, sqlite3_stmt *st, int idx, const char *v) {
-  if (!v) {
-    int rc = sqlite3_bind_null(st, idx);
-    return rc == SQLITE_OK ? 0 : db_fail(s, "bind", rc);
-  }
-  return bind_text(s, st, idx, v, strlen(v));
-}
-
-static json_t *column_json(sqlite3_stmt *st, int col) {
-  if (sqlite3_column_type(st, col) == SQLITE_NULL)
-    return json_null();
-  const char *t = (const char *)sqlite3_column_text(st, col);
-  int n = sqlite3_column_bytes(st, col);
-  return t ? json_stringn(t, (size_t)n) : NULL;
-}
 
 /* The notification object from a row of COLUMNS. NULL on ENOMEM or a row
  * that does not decode (logged). */
-static json_t *row_to_ntf(sqlite3_stmt *st) {
+static json_t *row_to_ntf(sqlite3_stmt *st, void *arg) {
+  (void)arg;
   static const char *const keys[] = {"id", "userId", "type", "title", "message",
                                      "eventId", "eventPattern", "orderId"};
   json_t *n = json_object(), *data = NULL, *delivery = NULL;
   if (!n)
     return NULL;
   for (int i = 0; i < 8; i++)
-    if (json_object_set_new(n, keys[i], column_json(st, i)) != 0)
+    if (json_object_set_new(n, keys[i], store_column_json(st, i)) != 0)
       goto fail;
   const char *text = (const char *)sqlite3_column_text(st, 8);
   if (text) {
@@ -115,16 +84,16 @@ static json_t *row_to_ntf(sqlite3_stmt *st) {
     }
   }
   if (json_object_set_new(n, "data", data ? data : json_null()) != 0 ||
-      json_object_set_new(n, "requestId", column_json(st, 9)) != 0 ||
-      json_object_set_new(n, "createdAt", column_json(st, 10)) != 0)
+      json_object_set_new(n, "requestId", store_column_json(st, 9)) != 0 ||
+      json_object_set_new(n, "createdAt", store_column_json(st, 10)) != 0)
     goto fail;
-  delivery = json_pack("{s:o, s:I}", "status", column_json(st, 11), "attempts",
+  delivery = json_pack("{s:o, s:I}", "status", store_column_json(st, 11), "attempts",
                        (json_int_t)sqlite3_column_int64(st, 12));
   if (!delivery)
     goto fail;
   /* The last error is internal detail worth showing only while it matters. */
   if (sqlite3_column_type(st, 13) != SQLITE_NULL &&
-      json_object_set_new(delivery, "lastError", column_json(st, 13)) != 0)
+      json_object_set_new(delivery, "lastError", store_column_json(st, 13)) != 0)
     goto fail;
   if (json_object_set_new(n, "delivery", delivery) != 0) {
     delivery = NULL; /* stolen even on failure */
@@ -135,31 +104,6 @@ fail:
   json_decref(delivery);
   json_decref(n);
   return NULL;
-}
-
-/* Run a SELECT of COLUMNS to completion, appending each row to a new array. */
-static int collect_rows(ntf_store_t *s, sqlite3_stmt *st, const char *op, json_t **items) {
-  json_t *arr = json_array();
-  int rc, ret = STORE_ERROR;
-  if (!arr)
-    goto out;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    json_t *n = row_to_ntf(st);
-    if (!n || json_array_append_new(arr, n) != 0) {
-      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s: cannot build the list", op);
-      goto out;
-    }
-  }
-  if (rc != SQLITE_DONE) {
-    db_fail(s, op, rc);
-    goto out;
-  }
-  *items = arr;
-  arr = NULL;
-  ret = 0;
-out:
-  json_decref(arr);
-  return ret;
 }
 
 /* --- schema ------------------------------------------------------------------ */
@@ -222,43 +166,32 @@ static const store_db_migration_t migrations[NTF_SCHEMA_VERSION] = {
 
 /* --- open / close ------------------------------------------------------------ */
 
+const store_schema_t ntf_store_schema = {
+    .file = NTF_DB_FILE,
+    .steps = migrations,
+    .version = NTF_SCHEMA_VERSION,
+    .sql = stmt_sql,
+    .n_stmt = STMT_COUNT_ALL_,
+    .size = sizeof(ntf_store_t),
+};
+
 int ntf_store_open(const char *data_dir, int sync, ntf_store_t **out) {
-  ntf_store_t *s = NULL;
-  int ret = STORE_ERROR;
-  *out = NULL;
-  if (sync != STORE_SYNC_NORMAL && sync != STORE_SYNC_FULL && sync != STORE_SYNC_EXTRA)
-    return STORE_EINVAL;
-  if (!(s = calloc(1, sizeof(*s))))
-    goto out;
-  /* WAL, synchronous = sync (FULL: a commit is fsynced before we answer), busy
-   * timeout, schema checked and migrated. */
-  if (store_db_open(data_dir, NTF_DB_FILE, (int)sync, 0, migrations,
-                    NTF_SCHEMA_VERSION, &s->db, &s->path) != 0 ||
-      store_db_prepare(s->db, stmt_sql, STMT_COUNT_ALL_, s->stmt) != 0 ||
-      store_db_log_opened(s->db, s->path, NTF_SCHEMA_VERSION) != 0)
-    goto out;
-  *out = s;
-  s = NULL;
-  ret = 0;
-out:
-  ntf_store_close(s);
-  return ret;
+  store_conn_t *c = NULL;
+  int rc = store_open(data_dir, sync, &ntf_store_schema, &c);
+  *out = (ntf_store_t *)c; /* c is the struct's first member */
+  return rc;
 }
 
 void ntf_store_close(ntf_store_t *s) {
-  if (!s)
-    return;
-  store_db_finalize(s->stmt, STMT_COUNT_ALL_);
-  store_db_close(s->db, s->path);
-  free(s);
+  store_close(s ? &s->c : NULL);
 }
 
 sqlite3 *ntf_store_db(ntf_store_t *s) {
-  return s->db;
+  return s->c.db;
 }
 
 int ntf_store_settings(ntf_store_t *s, char *journal_mode, size_t size, int *sync) {
-  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : STORE_ERROR;
+  return store_conn_settings(&s->c, journal_mode, size, sync);
 }
 
 /* --- queries ------------------------------------------------------------------ */
@@ -268,7 +201,7 @@ static const char *str_field(const json_t *o, const char *key) {
 }
 
 int ntf_store_insert(ntf_store_t *s, const json_t *ntf) {
-  sqlite3_stmt *st = s->stmt[STMT_INSERT];
+  sqlite3_stmt *st = s->c.stmt[STMT_INSERT];
   static const char *const required[] = {"id", "userId", "type", "title", "message",
                                          "eventId", "eventPattern", "createdAt"};
   const char *v[8];
@@ -301,23 +234,23 @@ int ntf_store_insert(ntf_store_t *s, const json_t *ntf) {
     }
     data = heap;
   }
-  if (bind_str(s, st, 1, v[0]) != 0 || bind_str(s, st, 2, v[1]) != 0 ||
-      bind_str(s, st, 3, v[2]) != 0 || bind_str(s, st, 4, v[3]) != 0 ||
-      bind_str(s, st, 5, v[4]) != 0 || bind_str(s, st, 6, v[5]) != 0 ||
-      bind_str(s, st, 7, v[6]) != 0 || bind_str(s, st, 8, str_field(ntf, "orderId")) != 0 ||
-      bind_text(s, st, 9, data, len) != 0 ||
-      bind_str(s, st, 10, str_field(ntf, "requestId")) != 0 ||
-      bind_str(s, st, 11, v[7]) != 0 || bind_str(s, st, 12, status) != 0)
+  if (store_bind_str(st, 1, v[0]) != 0 || store_bind_str(st, 2, v[1]) != 0 ||
+      store_bind_str(st, 3, v[2]) != 0 || store_bind_str(st, 4, v[3]) != 0 ||
+      store_bind_str(st, 5, v[4]) != 0 || store_bind_str(st, 6, v[5]) != 0 ||
+      store_bind_str(st, 7, v[6]) != 0 || store_bind_str(st, 8, str_field(ntf, "orderId")) != 0 ||
+      store_bind_text(st, 9, data, len) != 0 ||
+      store_bind_str(st, 10, str_field(ntf, "requestId")) != 0 ||
+      store_bind_str(st, 11, v[7]) != 0 || store_bind_str(st, 12, status) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc != SQLITE_DONE) {
-    db_fail(s, "insert notification", rc);
+    store_fail(s->c.db, "insert notification", rc);
     goto out;
   }
   /* SQLITE_DONE: committed (autocommit) or part of a commit group's open
    * transaction; or ignored as a duplicate, which the UNIQUE index sees
    * among the open transaction's rows too (same connection). */
-  ret = sqlite3_changes(s->db) == 0 ? NTF_STORE_DUPLICATE : STORE_OK;
+  ret = sqlite3_changes(s->c.db) == 0 ? NTF_STORE_DUPLICATE : STORE_OK;
 out:
   store_stmt_done(st); /* before free: the statement binds data SQLITE_STATIC */
   free(heap);
@@ -325,10 +258,10 @@ out:
 }
 
 int ntf_store_get(ntf_store_t *s, const char *id, json_t **ntf) {
-  sqlite3_stmt *st = s->stmt[STMT_GET];
+  sqlite3_stmt *st = s->c.stmt[STMT_GET];
   int ret = STORE_ERROR;
   *ntf = NULL;
-  if (bind_str(s, st, 1, id) != 0)
+  if (store_bind_str(st, 1, id) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) {
@@ -336,10 +269,10 @@ int ntf_store_get(ntf_store_t *s, const char *id, json_t **ntf) {
     goto out;
   }
   if (rc != SQLITE_ROW) {
-    db_fail(s, "get notification", rc);
+    store_fail(s->c.db, "get notification", rc);
     goto out;
   }
-  if (!(*ntf = row_to_ntf(st)))
+  if (!(*ntf = row_to_ntf(st, NULL)))
     goto out;
   ret = 0;
 out:
@@ -348,26 +281,18 @@ out:
 }
 
 static int count_for_user(ntf_store_t *s, const char *user_id, size_t len, int64_t *total) {
-  sqlite3_stmt *st = s->stmt[STMT_COUNT];
-  int ret = STORE_ERROR;
-  if (bind_text(s, st, 1, user_id, len) != 0)
-    goto out;
-  int rc = sqlite3_step(st);
-  if (rc != SQLITE_ROW) {
-    db_fail(s, "count notifications", rc == SQLITE_DONE ? SQLITE_ERROR : rc);
-    goto out;
+  sqlite3_stmt *st = s->c.stmt[STMT_COUNT];
+  if (store_bind_text(st, 1, user_id, len) != 0) {
+    store_stmt_done(st);
+    return STORE_ERROR;
   }
-  *total = sqlite3_column_int64(st, 0);
-  ret = 0;
-out:
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_count(st, "count notifications", total);
 }
 
 int ntf_store_list(ntf_store_t *s, const char *user_id, size_t user_id_len, int64_t page,
                    int64_t limit, json_t **items, int64_t *total) {
-  sqlite3_stmt *st = s->stmt[STMT_LIST];
-  int rc, ret = STORE_ERROR;
+  sqlite3_stmt *st = s->c.stmt[STMT_LIST];
+  int ret = STORE_ERROR;
   *items = NULL;
   if (page < 1 || limit < 1 || page > NTF_PAGE_MAX || limit > NTF_LIMIT_MAX)
     return STORE_EINVAL;
@@ -375,66 +300,50 @@ int ntf_store_list(ntf_store_t *s, const char *user_id, size_t user_id_len, int6
    * for this reply, which is acceptable. */
   if (count_for_user(s, user_id, user_id_len, total) != 0)
     return STORE_ERROR;
-  if (bind_text(s, st, 1, user_id, user_id_len) != 0)
-    goto out;
-  if ((rc = sqlite3_bind_int64(st, 2, limit)) != SQLITE_OK ||
-      (rc = sqlite3_bind_int64(st, 3, (page - 1) * limit)) != SQLITE_OK) {
-    db_fail(s, "bind", rc);
-    goto out;
-  }
-  ret = collect_rows(s, st, "list notifications", items);
-out:
+  if (store_bind_text(st, 1, user_id, user_id_len) == 0 && store_bind_i64(st, 2, limit) == 0 &&
+      store_bind_i64(st, 3, (page - 1) * limit) == 0)
+    ret = store_stmt_rows(st, row_to_ntf, NULL, "list notifications",
+                          "list notifications: cannot build the list", items);
   store_stmt_done(st);
   return ret;
 }
 
 int ntf_store_set_delivery(ntf_store_t *s, const char *id, const char *status,
                            unsigned attempts, const char *error) {
-  sqlite3_stmt *st = s->stmt[STMT_SET_DELIVERY];
+  sqlite3_stmt *st = s->c.stmt[STMT_SET_DELIVERY];
   int rc, ret = STORE_ERROR;
   if (!id || !status)
     return STORE_EINVAL;
-  if (bind_str(s, st, 1, id) != 0 || bind_str(s, st, 2, status) != 0 ||
-      bind_str(s, st, 4, error) != 0)
+  if (store_bind_str(st, 1, id) != 0 || store_bind_str(st, 2, status) != 0 ||
+      store_bind_str(st, 4, error) != 0 || store_bind_i64(st, 3, attempts) != 0)
     goto out;
-  if ((rc = sqlite3_bind_int64(st, 3, (sqlite3_int64)attempts)) != SQLITE_OK) {
-    db_fail(s, "bind", rc);
-    goto out;
-  }
   rc = sqlite3_step(st);
   if (rc == SQLITE_CONSTRAINT_CHECK) {
     ret = STORE_EINVAL; /* not one of the four statuses */
     goto out;
   }
   if (rc != SQLITE_DONE) {
-    db_fail(s, "record delivery", rc);
+    store_fail(s->c.db, "record delivery", rc);
     goto out;
   }
-  ret = sqlite3_changes(s->db) == 0 ? NTF_STORE_NOT_FOUND : STORE_OK;
+  ret = sqlite3_changes(s->c.db) == 0 ? NTF_STORE_NOT_FOUND : STORE_OK;
 out:
   store_stmt_done(st);
   return ret;
 }
 
 int ntf_store_pending(ntf_store_t *s, size_t max, json_t **items) {
-  sqlite3_stmt *st = s->stmt[STMT_PENDING];
-  int rc, ret = STORE_ERROR;
+  sqlite3_stmt *st = s->c.stmt[STMT_PENDING];
+  int ret = STORE_ERROR;
   *items = NULL;
   sqlite3_int64 n = max > (uint64_t)INT64_MAX ? INT64_MAX : (sqlite3_int64)max;
-  if ((rc = sqlite3_bind_int64(st, 1, n)) != SQLITE_OK) {
-    db_fail(s, "bind", rc);
-    goto out;
-  }
-  ret = collect_rows(s, st, "pending notifications", items);
-out:
+  if (store_bind_i64(st, 1, n) == 0)
+    ret = store_stmt_rows(st, row_to_ntf, NULL, "pending notifications",
+                          "pending notifications: cannot build the list", items);
   store_stmt_done(st);
   return ret;
 }
 
 int ntf_store_ping(ntf_store_t *s) {
-  sqlite3_stmt *st = s->stmt[STMT_PING];
-  int rc = sqlite3_step(st);
-  int ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : db_fail(s, "ping", rc);
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_ping(s->c.stmt[STMT_PING]);
 }

@@ -4,30 +4,14 @@
  */
 #include "order.h"
 
-#include "proto/log.h"
 #include "svc/daemon.h"
 
 static order_app_t order_app; /* the service's own state: the flows in flight */
 
-static int open_store(const char *data_dir, int sync, void **store) {
-  return order_store_open(data_dir, sync, (order_store_t **)store);
-}
-
-static sqlite3 *store_db(void *store) {
-  return order_store_db(store);
-}
-
-static void close_store(void *store) {
-  order_store_close(store);
-}
-
 static int start(svc_t *svc, const svc_config_t *cfg, proto_rpc_server_t *srv) {
   (void)cfg;
+  (void)srv;
   order_svc_setup(svc, &order_app);
-  if (order_handlers_register(srv, svc) != 0) {
-    proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot register handlers");
-    return -1;
-  }
   return 0;
 }
 
@@ -53,10 +37,9 @@ static const svc_def_t order_def = {
     .redis_name = "events-pub",
     .upstreams = order_upstreams,
     .n_upstreams = ORDER_UPSTREAMS_,
-    .store_open = open_store,
-    .store_db = store_db,
-    .store_close = close_store,
+    .store = &order_store_schema,
     .start = start,
+    .handlers_register = order_handlers_register,
 };
 
 int main(int argc, char **argv) {

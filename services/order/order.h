@@ -28,6 +28,7 @@
 #include "proto/rpc_server.h"
 #include "proto/util.h"
 #include "store/commit_group.h"
+#include "store/conn.h"
 #include "store/db.h"
 #include "svc/service.h"
 #include "valid/valid.h"
@@ -142,6 +143,9 @@ int order_total_add(int64_t *acc, int64_t quantity, int64_t price);
 /* --- storage (store.c) ------------------------------------------------------ */
 
 typedef struct order_store order_store_t;
+
+/* The store described once (store/conn.h); svc_def_t.store opens it. */
+extern const store_schema_t order_store_schema;
 
 /* Return codes: STORE_OK, STORE_EINVAL, STORE_ERROR (store/db.h), and: */
 enum {

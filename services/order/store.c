@@ -8,7 +8,6 @@
  */
 #include "order.h"
 
-#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +15,8 @@
 #include <strings.h>
 
 #include "proto/log.h"
-#include "store/db.h"
+#include "store/conn.h"
+#include "store/stmt.h"
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
@@ -73,94 +73,50 @@ static const char *const stmt_sql[STMT_COUNT_ALL_] = {
 };
 
 struct order_store {
-  sqlite3 *db;
-  sqlite3_stmt *stmt[STMT_COUNT_ALL_];
-  char *path;                      /* for log lines */
+  store_conn_t c;                  /* first: libstore opens and closes it (store/conn.h) */
 };
 
 /* --- helpers ------------------------------------------------------------------ */
 
-static int db_fail(order_store_t *s, const char *op, int rc) {
-  store_db_fail(s->db, op, rc);
-  return STORE_ERROR;
-}
-
-static int bind_text(order_store_t *s, sqlite3_stmt *st, int idx, const char *v, size_t len) {
-  if (len > INT_MAX)
-    return db_fail(s, "bind", SQLITE_TOOBIG);
-  int rc = v ? sqlite3_bind_text(st, idx, v, (int)len, SQLITE_STATIC)
-             : sqlite3_bind_null(st, idx);
-  return rc == SQLITE_OK ? 0 : db_fail(s, "bind", rc);
-}
-
-static int bind_str(order_store_t *s, sqlite3_stmt *st, int idx, const char *v) {
-  return bind_text(s, st, idx, v, v ? strlen(v) : 0);
-}
-
-static int bind_int(order_store_t *s, sqlite3_stmt *st, int idx, int64_t v) {
-  int rc = sqlite3_bind_int64(st, idx, v);
-  return rc == SQLITE_OK ? 0 : db_fail(s, "bind", rc);
-}
-
 /* Run a statement that returns no rows. */
 static int step_done(order_store_t *s, int which, const char *op) {
-  sqlite3_stmt *st = s->stmt[which];
-  int rc = sqlite3_step(st);
-  store_stmt_done(st);
-  return rc == SQLITE_DONE ? 0 : db_fail(s, op, rc);
+  return store_stmt_run(s->c.stmt[which], op);
 }
 
-static json_t *column_json(sqlite3_stmt *st, int col) {
-  if (sqlite3_column_type(st, col) == SQLITE_NULL)
-    return json_null();
-  const char *t = (const char *)sqlite3_column_text(st, col);
-  int n = sqlite3_column_bytes(st, col);
-  return t ? json_stringn(t, (size_t)n) : NULL;
+/* One item of an order from a row of (product_id, quantity, price). */
+static json_t *row_to_item(sqlite3_stmt *st, void *arg) {
+  (void)arg;
+  return json_pack("{s:o, s:I, s:I}", "productId", store_column_json(st, 0), "quantity",
+                   (json_int_t)sqlite3_column_int64(st, 1), "price",
+                   (json_int_t)sqlite3_column_int64(st, 2));
 }
 
 /* The items of an order, in line order. NULL on failure (logged). */
 static json_t *load_items(order_store_t *s, const char *id, size_t id_len) {
-  sqlite3_stmt *st = s->stmt[STMT_GET_ITEMS];
-  json_t *arr = json_array();
-  int rc;
-  if (!arr || bind_text(s, st, 1, id, id_len) != 0)
-    goto fail;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    json_t *it = json_pack("{s:o, s:I, s:I}", "productId", column_json(st, 0), "quantity",
-                           (json_int_t)sqlite3_column_int64(st, 1), "price",
-                           (json_int_t)sqlite3_column_int64(st, 2));
-    if (!it || json_array_append_new(arr, it) != 0) {
-      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot build order items");
-      goto fail;
-    }
-  }
-  if (rc != SQLITE_DONE) {
-    db_fail(s, "load items", rc);
-    goto fail;
-  }
+  sqlite3_stmt *st = s->c.stmt[STMT_GET_ITEMS];
+  json_t *arr = NULL;
+  if (store_bind_text(st, 1, id, id_len) == 0)
+    store_stmt_rows(st, row_to_item, NULL, "load items", "cannot build order items", &arr);
   store_stmt_done(st);
   return arr;
-fail:
-  store_stmt_done(st);
-  json_decref(arr);
-  return NULL;
 }
 
 /* The order object from a row of ORDER_COLUMNS, with its items. NULL on
  * failure (logged). */
-static json_t *row_to_order(order_store_t *s, sqlite3_stmt *st) {
+static json_t *row_to_order(sqlite3_stmt *st, void *arg) {
+  order_store_t *s = arg;
   const char *id = (const char *)sqlite3_column_text(st, 0);
   size_t id_len = (size_t)sqlite3_column_bytes(st, 0);
   json_t *items = id ? load_items(s, id, id_len) : NULL;
   if (!items)
     return NULL;
-  json_t *o = json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}",
-                        "id", column_json(st, 0), "userId", column_json(st, 1), "items", items,
-                        "totalAmount", (json_int_t)sqlite3_column_int64(st, 2), "currency",
-                        column_json(st, 3), "status", column_json(st, 4), "paymentMethod",
-                        column_json(st, 5), "paymentId", column_json(st, 6), "cancelReason",
-                        column_json(st, 7), "createdAt", column_json(st, 8), "updatedAt",
-                        column_json(st, 9));
+  json_t *o = json_pack(
+      "{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "id", store_column_json(st, 0),
+      "userId", store_column_json(st, 1), "items", items, "totalAmount",
+      (json_int_t)sqlite3_column_int64(st, 2), "currency", store_column_json(st, 3), "status",
+      store_column_json(st, 4), "paymentMethod", store_column_json(st, 5), "paymentId",
+      store_column_json(st, 6), "cancelReason", store_column_json(st, 7), "createdAt",
+      store_column_json(st, 8), "updatedAt", store_column_json(st, 9));
   if (!o)
     proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot build order from row");
   return o;
@@ -222,43 +178,34 @@ static const store_db_migration_t migrations[ORDER_SCHEMA_VERSION] = {
 
 /* --- open / close ------------------------------------------------------------ */
 
+/* Foreign keys on: an item always names its order. */
+const store_schema_t order_store_schema = {
+    .file = ORDER_DB_FILE,
+    .flags = STORE_DB_FOREIGN_KEYS,
+    .steps = migrations,
+    .version = ORDER_SCHEMA_VERSION,
+    .sql = stmt_sql,
+    .n_stmt = STMT_COUNT_ALL_,
+    .size = sizeof(order_store_t),
+};
+
 int order_store_open(const char *data_dir, int sync, order_store_t **out) {
-  order_store_t *s = NULL;
-  int ret = STORE_ERROR;
-  *out = NULL;
-  if (sync != STORE_SYNC_NORMAL && sync != STORE_SYNC_FULL && sync != STORE_SYNC_EXTRA)
-    return STORE_EINVAL;
-  if (!(s = calloc(1, sizeof(*s))))
-    goto out;
-  /* WAL, synchronous = sync (FULL: a commit is fsynced before we answer), busy
-   * timeout, foreign keys, schema checked and migrated. */
-  if (store_db_open(data_dir, ORDER_DB_FILE, sync, STORE_DB_FOREIGN_KEYS, migrations,
-                    ORDER_SCHEMA_VERSION, &s->db, &s->path) != 0 ||
-      store_db_prepare(s->db, stmt_sql, STMT_COUNT_ALL_, s->stmt) != 0 ||
-      store_db_log_opened(s->db, s->path, ORDER_SCHEMA_VERSION) != 0)
-    goto out;
-  *out = s;
-  s = NULL;
-  ret = 0;
-out:
-  order_store_close(s);
-  return ret;
+  store_conn_t *c = NULL;
+  int rc = store_open(data_dir, sync, &order_store_schema, &c);
+  *out = (order_store_t *)c; /* c is the struct's first member */
+  return rc;
 }
 
 sqlite3 *order_store_db(order_store_t *s) {
-  return s->db;
+  return s->c.db;
 }
 
 void order_store_close(order_store_t *s) {
-  if (!s)
-    return;
-  store_db_finalize(s->stmt, STMT_COUNT_ALL_);
-  store_db_close(s->db, s->path);
-  free(s);
+  store_close(s ? &s->c : NULL);
 }
 
 int order_store_settings(order_store_t *s, char *journal_mode, size_t size, int *sync) {
-  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : STORE_ERROR;
+  return store_conn_settings(&s->c, journal_mode, size, sync);
 }
 
 /* --- writes ------------------------------------------------------------------ */
@@ -307,22 +254,22 @@ int order_store_create(order_store_t *s, const order_create_input_t *in, json_t 
   if (step_done(s, STMT_SAVEPOINT, "savepoint") != 0)
     goto out;
   in_sp = 1;
-  sqlite3_stmt *st = s->stmt[STMT_INSERT_ORDER];
-  if (bind_str(s, st, 1, id) != 0 || bind_text(s, st, 2, in->user_id, in->user_id_len) != 0 ||
-      bind_int(s, st, 3, in->total) != 0 || bind_str(s, st, 4, in->currency) != 0 ||
-      bind_text(s, st, 5, in->payment_method, in->payment_method_len) != 0 ||
-      bind_str(s, st, 6, now) != 0) {
+  sqlite3_stmt *st = s->c.stmt[STMT_INSERT_ORDER];
+  if (store_bind_str(st, 1, id) != 0 || store_bind_text(st, 2, in->user_id, in->user_id_len) != 0 ||
+      store_bind_i64(st, 3, in->total) != 0 || store_bind_str(st, 4, in->currency) != 0 ||
+      store_bind_text(st, 5, in->payment_method, in->payment_method_len) != 0 ||
+      store_bind_str(st, 6, now) != 0) {
     store_stmt_done(st);
     goto out;
   }
   if (step_done(s, STMT_INSERT_ORDER, "insert order") != 0)
     goto out;
-  st = s->stmt[STMT_INSERT_ITEM];
+  st = s->c.stmt[STMT_INSERT_ITEM];
   for (size_t i = 0; i < in->n_items; i++) {
     const order_item_input_t *it = &in->items[i];
-    if (bind_str(s, st, 1, id) != 0 || bind_int(s, st, 2, (int64_t)i) != 0 ||
-        bind_text(s, st, 3, it->product_id, it->product_id_len) != 0 ||
-        bind_int(s, st, 4, it->quantity) != 0 || bind_int(s, st, 5, it->price) != 0) {
+    if (store_bind_str(st, 1, id) != 0 || store_bind_i64(st, 2, (int64_t)i) != 0 ||
+        store_bind_text(st, 3, it->product_id, it->product_id_len) != 0 ||
+        store_bind_i64(st, 4, it->quantity) != 0 || store_bind_i64(st, 5, it->price) != 0) {
       store_stmt_done(st);
       goto out;
     }
@@ -338,7 +285,7 @@ int order_store_create(order_store_t *s, const order_create_input_t *in, json_t 
 out:
   /* Undo this order only; SQLite may already have rolled the whole
    * transaction back (then there is no savepoint left). */
-  if (in_sp && sqlite3_get_autocommit(s->db) == 0 &&
+  if (in_sp && sqlite3_get_autocommit(s->c.db) == 0 &&
       step_done(s, STMT_ROLLBACK_TO, "rollback to") == 0)
     step_done(s, STMT_RELEASE, "release");
   json_decref(o);
@@ -346,20 +293,8 @@ out:
 }
 
 static int order_exists(order_store_t *s, const char *id, size_t id_len) {
-  sqlite3_stmt *st = s->stmt[STMT_EXISTS];
-  int ret = STORE_ERROR;
-  if (bind_text(s, st, 1, id, id_len) != 0)
-    goto out;
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW)
-    ret = STORE_OK;
-  else if (rc == SQLITE_DONE)
-    ret = ORDER_STORE_NOT_FOUND;
-  else
-    db_fail(s, "order exists", rc);
-out:
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_exists(s->c.stmt[STMT_EXISTS], id, id_len, ORDER_STORE_NOT_FOUND,
+                           "order exists");
 }
 
 /* The conditional UPDATE behind both transition functions; now is the
@@ -367,16 +302,16 @@ out:
 static int transition(order_store_t *s, const char *id, size_t id_len, const char *from_name,
                       const char *to_name, const char *payment_id, const char *cancel_reason,
                       const char *now) {
-  sqlite3_stmt *st = s->stmt[STMT_TRANSITION];
-  if (bind_text(s, st, 1, id, id_len) != 0 || bind_str(s, st, 2, from_name) != 0 ||
-      bind_str(s, st, 3, to_name) != 0 || bind_str(s, st, 4, payment_id) != 0 ||
-      bind_str(s, st, 5, cancel_reason) != 0 || bind_str(s, st, 6, now) != 0) {
+  sqlite3_stmt *st = s->c.stmt[STMT_TRANSITION];
+  if (store_bind_text(st, 1, id, id_len) != 0 || store_bind_str(st, 2, from_name) != 0 ||
+      store_bind_str(st, 3, to_name) != 0 || store_bind_str(st, 4, payment_id) != 0 ||
+      store_bind_str(st, 5, cancel_reason) != 0 || store_bind_str(st, 6, now) != 0) {
     store_stmt_done(st);
     return STORE_ERROR;
   }
   if (step_done(s, STMT_TRANSITION, "transition") != 0)
     return STORE_ERROR;
-  if (sqlite3_changes(s->db) == 0) {
+  if (sqlite3_changes(s->c.db) == 0) {
     /* Nothing moved: the order is gone or no longer in `from`. */
     int rc = order_exists(s, id, id_len);
     return rc == STORE_OK ? ORDER_STORE_CONFLICT : rc;
@@ -443,10 +378,10 @@ out:
 /* --- reads ------------------------------------------------------------------ */
 
 int order_store_get(order_store_t *s, const char *id, size_t id_len, json_t **order) {
-  sqlite3_stmt *st = s->stmt[STMT_GET_ORDER];
+  sqlite3_stmt *st = s->c.stmt[STMT_GET_ORDER];
   int ret = STORE_ERROR;
   *order = NULL;
-  if (bind_text(s, st, 1, id, id_len) != 0)
+  if (store_bind_text(st, 1, id, id_len) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) {
@@ -454,10 +389,10 @@ int order_store_get(order_store_t *s, const char *id, size_t id_len, json_t **or
     goto out;
   }
   if (rc != SQLITE_ROW) {
-    db_fail(s, "get order", rc);
+    store_fail(s->c.db, "get order", rc);
     goto out;
   }
-  if ((*order = row_to_order(s, st)) != NULL)
+  if ((*order = row_to_order(st, s)) != NULL)
     ret = 0;
 out:
   store_stmt_done(st);
@@ -466,27 +401,18 @@ out:
 
 static int count_user_orders(order_store_t *s, const char *user_id, size_t len,
                              int64_t *total) {
-  sqlite3_stmt *st = s->stmt[STMT_COUNT_USER];
-  int ret = STORE_ERROR;
-  if (bind_text(s, st, 1, user_id, len) != 0)
-    goto out;
-  int rc = sqlite3_step(st);
-  if (rc != SQLITE_ROW) {
-    db_fail(s, "count orders", rc == SQLITE_DONE ? SQLITE_ERROR : rc);
-    goto out;
+  sqlite3_stmt *st = s->c.stmt[STMT_COUNT_USER];
+  if (store_bind_text(st, 1, user_id, len) != 0) {
+    store_stmt_done(st);
+    return STORE_ERROR;
   }
-  *total = sqlite3_column_int64(st, 0);
-  ret = 0;
-out:
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_count(st, "count orders", total);
 }
 
 int order_store_list_by_user(order_store_t *s, const char *user_id, size_t user_id_len,
                              int64_t page, int64_t limit, json_t **orders, int64_t *total) {
-  sqlite3_stmt *st = s->stmt[STMT_LIST_USER];
-  json_t *arr = NULL;
-  int rc, ret = STORE_ERROR;
+  sqlite3_stmt *st = s->c.stmt[STMT_LIST_USER];
+  int ret = STORE_ERROR;
   *orders = NULL;
   if (page < 1 || limit < 1 || page > ORDER_PAGE_MAX || limit > ORDER_LIMIT_MAX)
     return STORE_EINVAL;
@@ -494,33 +420,14 @@ int order_store_list_by_user(order_store_t *s, const char *user_id, size_t user_
    * can make total off by one for this reply, which is acceptable. */
   if (count_user_orders(s, user_id, user_id_len, total) != 0)
     return STORE_ERROR;
-  if (!(arr = json_array()))
-    goto out;
-  if (bind_text(s, st, 1, user_id, user_id_len) != 0 || bind_int(s, st, 2, limit) != 0 ||
-      bind_int(s, st, 3, (page - 1) * limit) != 0)
-    goto out;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    json_t *o = row_to_order(s, st);
-    if (!o || json_array_append_new(arr, o) != 0)
-      goto out;
-  }
-  if (rc != SQLITE_DONE) {
-    db_fail(s, "list orders", rc);
-    goto out;
-  }
-  *orders = arr;
-  arr = NULL;
-  ret = 0;
-out:
+  /* row_to_order logs what it cannot build. */
+  if (store_bind_text(st, 1, user_id, user_id_len) == 0 && store_bind_i64(st, 2, limit) == 0 &&
+      store_bind_i64(st, 3, (page - 1) * limit) == 0)
+    ret = store_stmt_rows(st, row_to_order, s, "list orders", NULL, orders);
   store_stmt_done(st);
-  json_decref(arr);
   return ret;
 }
 
 int order_store_ping(order_store_t *s) {
-  sqlite3_stmt *st = s->stmt[STMT_PING];
-  int rc = sqlite3_step(st);
-  int ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : db_fail(s, "ping", rc);
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_ping(s->c.stmt[STMT_PING]);
 }

@@ -4,34 +4,10 @@
  */
 #include "payment.h"
 
-#include "proto/log.h"
 #include "svc/daemon.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
-
-static int open_store(const char *data_dir, int sync, void **store) {
-  return payment_store_open(data_dir, sync, (payment_store_t **)store);
-}
-
-static sqlite3 *store_db(void *store) {
-  return payment_store_db(store);
-}
-
-static void close_store(void *store) {
-  payment_store_close(store);
-}
-
-static int start(svc_t *svc, const svc_config_t *cfg, proto_rpc_server_t *srv) {
-  (void)cfg;
-  /* svc->app stays NULL: the test processor (payment_processor_charge). */
-  payment_svc_setup(svc);
-  if (payment_handlers_register(srv, svc) != 0) {
-    proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot register handlers");
-    return -1;
-  }
-  return 0;
-}
 
 static const svc_def_t payment_def = {
     .name = "payment",
@@ -57,10 +33,9 @@ static const svc_def_t payment_def = {
     .flags = SVC_PUBLISHER,
     .redis_name = "payment-events",
     .events_flush_ms = PAYMENT_EVENTS_FLUSH_TIMEOUT_MS,
-    .store_open = open_store,
-    .store_db = store_db,
-    .store_close = close_store,
-    .start = start,
+    .store = &payment_store_schema,
+    .setup = payment_svc_setup, /* svc->app stays NULL: the test processor */
+    .handlers_register = payment_handlers_register,
 };
 
 int main(int argc, char **argv) {

@@ -19,6 +19,7 @@
 #include "proto/rpc_server.h"
 #include "proto/util.h"
 #include "store/commit_group.h"
+#include "store/conn.h"
 #include "store/db.h"
 #include "svc/result.h"
 #include "svc/service.h"
@@ -113,6 +114,9 @@ payment_charge_t payment_processor_charge(const payment_process_input_t *in, voi
 /* --- storage (store.c) ------------------------------------------------------ */
 
 typedef struct payment_store payment_store_t;
+
+/* The store described once (store/conn.h); svc_def_t.store opens it. */
+extern const store_schema_t payment_store_schema;
 
 /* Return codes: STORE_OK, STORE_EINVAL, STORE_ERROR (store/db.h), and: */
 enum {

@@ -8,7 +8,6 @@
  */
 #include "payment.h"
 
-#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,7 +15,8 @@
 #include <strings.h>
 
 #include "proto/log.h"
-#include "store/db.h"
+#include "store/conn.h"
+#include "store/stmt.h"
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
@@ -51,38 +51,16 @@ static const char *const stmt_sql[STMT_COUNT_ALL_] = {
 };
 
 struct payment_store {
-  sqlite3 *db;
-  sqlite3_stmt *stmt[STMT_COUNT_ALL_];
-  char *path;                      /* for log lines */
+  store_conn_t c;                  /* first: libstore opens and closes it (store/conn.h) */
 };
 
 /* --- helpers ------------------------------------------------------------------ */
 
-static int db_fail(payment_store_t *s, const char *op, int rc) {
-  store_db_fail(s->db, op, rc);
-  return STORE_ERROR;
-}
-
-static int bind_text(payment_store_t *s, sqlite3_stmt *st, int idx, const char *v,
-                     size_t len) {
-  if (len > INT_MAX)
-    return db_fail(s, "bind", SQLITE_TOOBIG);
-  int rc = sqlite3_bind_text(st, idx, v, (int)len, SQLITE_STATIC);
-  return rc == SQLITE_OK ? 0 : db_fail(s, "bind", rc);
-}
-
+/* amount is the one INTEGER column a payment reads back as a number. */
 static json_t *column_json(sqlite3_stmt *st, int col) {
-  switch (sqlite3_column_type(st, col)) {
-  case SQLITE_NULL:
-    return json_null();
-  case SQLITE_INTEGER:
+  if (sqlite3_column_type(st, col) == SQLITE_INTEGER)
     return json_integer((json_int_t)sqlite3_column_int64(st, col));
-  default: {
-    const char *t = (const char *)sqlite3_column_text(st, col);
-    int n = sqlite3_column_bytes(st, col);
-    return t ? json_stringn(t, (size_t)n) : NULL;
-  }
-  }
+  return store_column_json(st, col);
 }
 
 /* The payment object from a row of PAYMENT_COLUMNS, in that order. NULL on
@@ -151,45 +129,35 @@ static const store_db_migration_t migrations[PAYMENT_SCHEMA_VERSION] = {
 
 /* --- open / close ------------------------------------------------------------ */
 
+/* synchronous: FULL fsyncs the WAL at every commit; NORMAL only at
+ * checkpoints (a committed payment can be lost, and a retry would then charge
+ * again: keep FULL for money). */
+const store_schema_t payment_store_schema = {
+    .file = PAYMENT_DB_FILE,
+    .steps = migrations,
+    .version = PAYMENT_SCHEMA_VERSION,
+    .sql = stmt_sql,
+    .n_stmt = STMT_COUNT_ALL_,
+    .size = sizeof(payment_store_t),
+};
+
 int payment_store_open(const char *data_dir, int sync, payment_store_t **out) {
-  payment_store_t *s = NULL;
-  int ret = STORE_ERROR;
-  *out = NULL;
-  if (sync != STORE_SYNC_NORMAL && sync != STORE_SYNC_FULL && sync != STORE_SYNC_EXTRA)
-    return STORE_EINVAL;
-  if (!(s = calloc(1, sizeof(*s))))
-    goto out;
-  /* WAL, synchronous = sync, busy timeout, schema checked and migrated. FULL
-   * fsyncs the WAL at every commit; NORMAL only at checkpoints (a committed
-   * payment can be lost, and a retry would then charge again: keep FULL for
-   * money). */
-  if (store_db_open(data_dir, PAYMENT_DB_FILE, sync, 0, migrations,
-                    PAYMENT_SCHEMA_VERSION, &s->db, &s->path) != 0 ||
-      store_db_prepare(s->db, stmt_sql, STMT_COUNT_ALL_, s->stmt) != 0 ||
-      store_db_log_opened(s->db, s->path, PAYMENT_SCHEMA_VERSION) != 0)
-    goto out;
-  *out = s;
-  s = NULL;
-  ret = 0;
-out:
-  payment_store_close(s);
-  return ret;
+  store_conn_t *c = NULL;
+  int rc = store_open(data_dir, sync, &payment_store_schema, &c);
+  *out = (payment_store_t *)c; /* c is the struct's first member */
+  return rc;
 }
 
 void payment_store_close(payment_store_t *s) {
-  if (!s)
-    return;
-  store_db_finalize(s->stmt, STMT_COUNT_ALL_);
-  store_db_close(s->db, s->path);
-  free(s);
+  store_close(s ? &s->c : NULL);
 }
 
 sqlite3 *payment_store_db(payment_store_t *s) {
-  return s->db;
+  return s->c.db;
 }
 
 int payment_store_settings(payment_store_t *s, char *journal_mode, size_t size, int *sync) {
-  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : STORE_ERROR;
+  return store_conn_settings(&s->c, journal_mode, size, sync);
 }
 
 /* --- queries ------------------------------------------------------------------ */
@@ -197,10 +165,10 @@ int payment_store_settings(payment_store_t *s, char *journal_mode, size_t size, 
 /* One payment by the key bound to ?1 of a SELECT PAYMENT_COLUMNS statement. */
 static int get_one(payment_store_t *s, int which, const char *key, size_t len,
                    json_t **payment) {
-  sqlite3_stmt *st = s->stmt[which];
+  sqlite3_stmt *st = s->c.stmt[which];
   int ret = STORE_ERROR;
   *payment = NULL;
-  if (bind_text(s, st, 1, key, len) != 0)
+  if (store_bind_text(st, 1, key, len) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) {
@@ -208,7 +176,7 @@ static int get_one(payment_store_t *s, int which, const char *key, size_t len,
     goto out;
   }
   if (rc != SQLITE_ROW) {
-    db_fail(s, which == STMT_GET ? "get payment" : "get payment by order", rc);
+    store_fail(s->c.db, which == STMT_GET ? "get payment" : "get payment by order", rc);
     goto out;
   }
   if (!(*payment = row_to_payment(st))) {
@@ -280,23 +248,19 @@ static json_t *new_payment(const char *id, const payment_process_input_t *in,
 
 static int insert_payment(payment_store_t *s, const payment_process_input_t *in,
                           const payment_charge_t *c, const char *id, const char *now) {
-  sqlite3_stmt *st = s->stmt[STMT_INSERT];
+  sqlite3_stmt *st = s->c.stmt[STMT_INSERT];
   const char *status = payment_status_name(c->status);
   int rc, ret = STORE_ERROR;
-  if (bind_text(s, st, 1, id, strlen(id)) != 0 ||
-      bind_text(s, st, 2, in->order_id, in->order_id_len) != 0 ||
-      bind_text(s, st, 3, in->user_id, in->user_id_len) != 0 ||
-      bind_text(s, st, 5, in->currency, strlen(in->currency)) != 0 ||
-      bind_text(s, st, 6, in->method, in->method_len) != 0 ||
-      bind_text(s, st, 7, status, strlen(status)) != 0 ||
-      bind_text(s, st, 9, now, strlen(now)) != 0)
+  if (store_bind_text(st, 1, id, strlen(id)) != 0 ||
+      store_bind_text(st, 2, in->order_id, in->order_id_len) != 0 ||
+      store_bind_text(st, 3, in->user_id, in->user_id_len) != 0 ||
+      store_bind_text(st, 5, in->currency, strlen(in->currency)) != 0 ||
+      store_bind_text(st, 6, in->method, in->method_len) != 0 ||
+      store_bind_text(st, 7, status, strlen(status)) != 0 ||
+      store_bind_text(st, 9, now, strlen(now)) != 0)
     goto out;
-  if ((rc = sqlite3_bind_int64(st, 4, (sqlite3_int64)in->amount)) != SQLITE_OK ||
-      (rc = c->reason ? sqlite3_bind_text(st, 8, c->reason, -1, SQLITE_STATIC)
-                      : sqlite3_bind_null(st, 8)) != SQLITE_OK) {
-    db_fail(s, "bind", rc);
+  if (store_bind_i64(st, 4, in->amount) != 0 || store_bind_str(st, 8, c->reason) != 0)
     goto out;
-  }
   rc = sqlite3_step(st);
   if (rc == SQLITE_CONSTRAINT_UNIQUE) {
     /* Only order_id is UNIQUE; an id clash would be _PRIMARYKEY. */
@@ -304,7 +268,7 @@ static int insert_payment(payment_store_t *s, const payment_process_input_t *in,
     goto out;
   }
   if (rc != SQLITE_DONE) {
-    db_fail(s, "insert payment", rc);
+    store_fail(s->c.db, "insert payment", rc);
     goto out;
   }
   /* Autocommit: SQLITE_DONE means committed (and, with synchronous=FULL, the
@@ -390,23 +354,23 @@ int payment_store_process(payment_store_t *s, const payment_process_input_t *in,
 
 int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
                          json_t **payment, int *changed) {
-  sqlite3_stmt *st = s->stmt[STMT_REFUND];
+  sqlite3_stmt *st = s->c.stmt[STMT_REFUND];
   char now[PROTO_ISO_TIME_LEN];
   json_t *p = NULL;
   int rc, n = 0;
   *payment = NULL;
   *changed = 0;
   proto_time_iso(now);
-  if (bind_text(s, st, 1, order_id, len) != 0 || bind_text(s, st, 2, now, strlen(now)) != 0) {
+  if (store_bind_text(st, 1, order_id, len) != 0 || store_bind_text(st, 2, now, strlen(now)) != 0) {
     store_stmt_done(st);
     return STORE_ERROR;
   }
   rc = sqlite3_step(st);
   if (rc == SQLITE_DONE)
-    n = sqlite3_changes(s->db);
+    n = sqlite3_changes(s->c.db);
   store_stmt_done(st);
   if (rc != SQLITE_DONE)
-    return db_fail(s, "refund payment", rc);
+    return store_fail(s->c.db, "refund payment", rc);
   /* Written (or nothing to change): read the state to answer from, on this
    * connection, so inside the turn's transaction when there is one. */
   if ((rc = payment_store_get_by_order(s, order_id, len, &p)) != 0)
@@ -424,9 +388,5 @@ int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
 }
 
 int payment_store_ping(payment_store_t *s) {
-  sqlite3_stmt *st = s->stmt[STMT_PING];
-  int rc = sqlite3_step(st);
-  int ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : db_fail(s, "ping", rc);
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_ping(s->c.stmt[STMT_PING]);
 }

@@ -3,30 +3,7 @@
  */
 #include "user.h"
 
-#include "proto/log.h"
 #include "svc/daemon.h"
-
-static int open_store(const char *data_dir, int sync, void **store) {
-  return user_store_open(data_dir, sync, (user_store_t **)store);
-}
-
-static sqlite3 *store_db(void *store) {
-  return user_store_db(store);
-}
-
-static void close_store(void *store) {
-  user_store_close(store);
-}
-
-static int start(svc_t *svc, const svc_config_t *cfg, proto_rpc_server_t *srv) {
-  (void)cfg;
-  user_svc_setup(svc);
-  if (user_handlers_register(srv, svc) != 0) {
-    proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot register handlers");
-    return -1;
-  }
-  return 0;
-}
 
 static const svc_def_t user_def = {
     .name = "user",
@@ -37,10 +14,9 @@ static const svc_def_t user_def = {
     .port_env = "USER_SERVICE_PORT",
     .port_default = USER_SERVICE_PORT_DEFAULT,
     .db_file = USER_DB_FILE,
-    .store_open = open_store,
-    .store_db = store_db,
-    .store_close = close_store,
-    .start = start,
+    .store = &user_store_schema,
+    .setup = user_svc_setup,
+    .handlers_register = user_handlers_register,
 };
 
 int main(int argc, char **argv) {

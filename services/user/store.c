@@ -7,13 +7,13 @@
  */
 #include "user.h"
 
-#include <limits.h>
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "proto/log.h"
-#include "store/db.h"
+#include "store/conn.h"
+#include "store/stmt.h"
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
@@ -51,43 +51,20 @@ static const char *const stmt_sql[STMT_COUNT_ALL_] = {
 };
 
 struct user_store {
-  sqlite3 *db;
-  sqlite3_stmt *stmt[STMT_COUNT_ALL_];
-  char *path;                      /* for log lines */
+  store_conn_t c;                  /* first: libstore opens and closes it (store/conn.h) */
 };
-
-/* --- helpers ------------------------------------------------------------------ */
-
-static int db_fail(user_store_t *s, const char *op, int rc) {
-  store_db_fail(s->db, op, rc);
-  return STORE_ERROR;
-}
-
-static int bind_text(user_store_t *s, sqlite3_stmt *st, int idx, const char *v, size_t len) {
-  if (len > INT_MAX)
-    return db_fail(s, "bind", SQLITE_TOOBIG);
-  int rc = sqlite3_bind_text(st, idx, v, (int)len, SQLITE_STATIC);
-  return rc == SQLITE_OK ? 0 : db_fail(s, "bind", rc);
-}
-
-static json_t *column_json(sqlite3_stmt *st, int col) {
-  if (sqlite3_column_type(st, col) == SQLITE_NULL)
-    return json_null();
-  const char *t = (const char *)sqlite3_column_text(st, col);
-  int n = sqlite3_column_bytes(st, col);
-  return t ? json_stringn(t, (size_t)n) : NULL;
-}
 
 /* The user object from a row of (id, email, name, created_at, updated_at,
  * last_login_at). NULL on ENOMEM or text that is not UTF-8. */
-static json_t *row_to_user(sqlite3_stmt *st) {
+static json_t *row_to_user(sqlite3_stmt *st, void *arg) {
+  (void)arg;
   static const char *const keys[] = {"id", "email", "name", "createdAt", "updatedAt",
                                      "lastLoginAt"};
   json_t *u = json_object();
   if (!u)
     return NULL;
   for (int i = 0; i < 6; i++) {
-    if (json_object_set_new(u, keys[i], column_json(st, i)) != 0) {
+    if (json_object_set_new(u, keys[i], store_column_json(st, i)) != 0) {
       json_decref(u);
       return NULL;
     }
@@ -114,50 +91,39 @@ static const store_db_migration_t migrations[USER_SCHEMA_VERSION] = {
 
 /* --- open / close ------------------------------------------------------------ */
 
+const store_schema_t user_store_schema = {
+    .file = USER_DB_FILE,
+    .steps = migrations,
+    .version = USER_SCHEMA_VERSION,
+    .sql = stmt_sql,
+    .n_stmt = STMT_COUNT_ALL_,
+    .size = sizeof(user_store_t),
+};
+
 int user_store_open(const char *data_dir, int sync, user_store_t **out) {
-  user_store_t *s = NULL;
-  int ret = STORE_ERROR;
-  *out = NULL;
-  if (sync != STORE_SYNC_NORMAL && sync != STORE_SYNC_FULL && sync != STORE_SYNC_EXTRA)
-    return STORE_EINVAL;
-  if (!(s = calloc(1, sizeof(*s))))
-    goto out;
-  /* WAL, synchronous = sync (FULL: an autocommit INSERT that returned
-   * SQLITE_DONE survives power loss), busy timeout, schema checked/migrated. */
-  if (store_db_open(data_dir, USER_DB_FILE, (int)sync, 0, migrations, USER_SCHEMA_VERSION,
-                    &s->db, &s->path) != 0 ||
-      store_db_prepare(s->db, stmt_sql, STMT_COUNT_ALL_, s->stmt) != 0 ||
-      store_db_log_opened(s->db, s->path, USER_SCHEMA_VERSION) != 0)
-    goto out;
-  *out = s;
-  s = NULL;
-  ret = 0;
-out:
-  user_store_close(s);
-  return ret;
+  store_conn_t *c = NULL;
+  int rc = store_open(data_dir, sync, &user_store_schema, &c);
+  *out = (user_store_t *)c; /* c is the struct's first member */
+  return rc;
 }
 
 void user_store_close(user_store_t *s) {
-  if (!s)
-    return;
-  store_db_finalize(s->stmt, STMT_COUNT_ALL_);
-  store_db_close(s->db, s->path);
-  free(s);
+  store_close(s ? &s->c : NULL);
 }
 
 sqlite3 *user_store_db(user_store_t *s) {
-  return s->db;
+  return s->c.db;
 }
 
 int user_store_settings(user_store_t *s, char *journal_mode, size_t size, int *sync) {
-  return store_db_settings(s->db, journal_mode, size, sync) == 0 ? 0 : STORE_ERROR;
+  return store_conn_settings(&s->c, journal_mode, size, sync);
 }
 
 /* --- queries ------------------------------------------------------------------ */
 
 int user_store_create(user_store_t *s, const char *email, size_t email_len,
                       const char *name, size_t name_len, json_t **user) {
-  sqlite3_stmt *st = s->stmt[STMT_INSERT];
+  sqlite3_stmt *st = s->c.stmt[STMT_INSERT];
   char id[PROTO_ID_MAX], now[PROTO_ISO_TIME_LEN];
   int ret = STORE_ERROR;
   *user = NULL;
@@ -166,8 +132,9 @@ int user_store_create(user_store_t *s, const char *email, size_t email_len,
     return STORE_ERROR;
   }
   proto_time_iso(now);
-  if (bind_text(s, st, 1, id, strlen(id)) != 0 || bind_text(s, st, 2, email, email_len) != 0 ||
-      bind_text(s, st, 3, name, name_len) != 0 || bind_text(s, st, 4, now, strlen(now)) != 0)
+  if (store_bind_text(st, 1, id, strlen(id)) != 0 ||
+      store_bind_text(st, 2, email, email_len) != 0 ||
+      store_bind_text(st, 3, name, name_len) != 0 || store_bind_text(st, 4, now, strlen(now)) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_CONSTRAINT_UNIQUE) {
@@ -176,7 +143,7 @@ int user_store_create(user_store_t *s, const char *email, size_t email_len,
     goto out;
   }
   if (rc != SQLITE_DONE) {
-    db_fail(s, "insert user", rc);
+    store_fail(s->c.db, "insert user", rc);
     goto out;
   }
   /* Autocommit: SQLITE_DONE means committed; in a transaction the caller waits
@@ -196,10 +163,10 @@ out:
 }
 
 int user_store_get(user_store_t *s, const char *id, size_t id_len, json_t **user) {
-  sqlite3_stmt *st = s->stmt[STMT_GET];
+  sqlite3_stmt *st = s->c.stmt[STMT_GET];
   int ret = STORE_ERROR;
   *user = NULL;
-  if (bind_text(s, st, 1, id, id_len) != 0)
+  if (store_bind_text(st, 1, id, id_len) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_DONE) {
@@ -207,10 +174,10 @@ int user_store_get(user_store_t *s, const char *id, size_t id_len, json_t **user
     goto out;
   }
   if (rc != SQLITE_ROW) {
-    db_fail(s, "get user", rc);
+    store_fail(s->c.db, "get user", rc);
     goto out;
   }
-  if (!(*user = row_to_user(st))) {
+  if (!(*user = row_to_user(st, NULL))) {
     proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot build user from row");
     goto out;
   }
@@ -221,25 +188,13 @@ out:
 }
 
 static int count_users(user_store_t *s, int64_t *total) {
-  sqlite3_stmt *st = s->stmt[STMT_COUNT];
-  int ret = STORE_ERROR;
-  int rc = sqlite3_step(st);
-  if (rc != SQLITE_ROW) {
-    db_fail(s, "count users", rc == SQLITE_DONE ? SQLITE_ERROR : rc);
-    goto out;
-  }
-  *total = sqlite3_column_int64(st, 0);
-  ret = 0;
-out:
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_count(s->c.stmt[STMT_COUNT], "count users", total);
 }
 
 int user_store_list(user_store_t *s, int64_t page, int64_t limit, json_t **users,
                     int64_t *total) {
-  sqlite3_stmt *st = s->stmt[STMT_LIST];
-  json_t *arr = NULL;
-  int rc, ret = STORE_ERROR;
+  sqlite3_stmt *st = s->c.stmt[STMT_LIST];
+  int ret = STORE_ERROR;
   *users = NULL;
   if (page < 1 || limit < 1 || page > USER_PAGE_MAX || limit > USER_LIMIT_MAX)
     return STORE_EINVAL;
@@ -247,67 +202,34 @@ int user_store_list(user_store_t *s, int64_t page, int64_t limit, json_t **users
    * them can make total off by one for this reply, which is acceptable. */
   if (count_users(s, total) != 0)
     return STORE_ERROR;
-  if (!(arr = json_array()))
-    goto out;
-  if ((rc = sqlite3_bind_int64(st, 1, limit)) != SQLITE_OK ||
-      (rc = sqlite3_bind_int64(st, 2, (page - 1) * limit)) != SQLITE_OK) {
-    db_fail(s, "bind", rc);
-    goto out;
-  }
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    json_t *u = row_to_user(st);
-    if (!u || json_array_append_new(arr, u) != 0) {
-      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot build user list");
-      goto out;
-    }
-  }
-  if (rc != SQLITE_DONE) {
-    db_fail(s, "list users", rc);
-    goto out;
-  }
-  *users = arr;
-  arr = NULL;
-  ret = 0;
-out:
-  json_decref(arr);
+  if (store_bind_i64(st, 1, limit) == 0 && store_bind_i64(st, 2, (page - 1) * limit) == 0)
+    ret = store_stmt_rows(st, row_to_user, NULL, "list users", "cannot build user list", users);
   store_stmt_done(st);
   return ret;
 }
 
 static int user_exists(user_store_t *s, const char *id, size_t id_len) {
-  sqlite3_stmt *st = s->stmt[STMT_EXISTS];
-  int ret = STORE_ERROR;
-  if (bind_text(s, st, 1, id, id_len) != 0)
-    goto out;
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_ROW)
-    ret = 0;
-  else if (rc == SQLITE_DONE)
-    ret = USER_STORE_NOT_FOUND;
-  else
-    db_fail(s, "find user", rc);
-out:
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_exists(s->c.stmt[STMT_EXISTS], id, id_len, USER_STORE_NOT_FOUND,
+                           "find user");
 }
 
 int user_store_record_login(user_store_t *s, const char *id, size_t id_len,
                             const char *at) {
-  sqlite3_stmt *st = s->stmt[STMT_LOGIN];
+  sqlite3_stmt *st = s->c.stmt[STMT_LOGIN];
   char now[PROTO_ISO_TIME_LEN];
   int ret = STORE_ERROR;
   proto_time_iso(now);
-  if (bind_text(s, st, 1, id, id_len) != 0 || bind_text(s, st, 2, at, strlen(at)) != 0 ||
-      bind_text(s, st, 3, now, strlen(now)) != 0)
+  if (store_bind_text(st, 1, id, id_len) != 0 || store_bind_text(st, 2, at, strlen(at)) != 0 ||
+      store_bind_text(st, 3, now, strlen(now)) != 0)
     goto out;
   int rc = sqlite3_step(st);
   if (rc != SQLITE_DONE) {
-    db_fail(s, "record login", rc);
+    store_fail(s->c.db, "record login", rc);
     goto out;
   }
   ret = 0;
   /* No row changed: either no such user, or it already has a later login. */
-  if (sqlite3_changes(s->db) == 0) {
+  if (sqlite3_changes(s->c.db) == 0) {
     store_stmt_done(st);
     return user_exists(s, id, id_len);
   }
@@ -317,9 +239,5 @@ out:
 }
 
 int user_store_ping(user_store_t *s) {
-  sqlite3_stmt *st = s->stmt[STMT_PING];
-  int rc = sqlite3_step(st);
-  int ret = (rc == SQLITE_ROW || rc == SQLITE_DONE) ? 0 : db_fail(s, "ping", rc);
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_ping(s->c.stmt[STMT_PING]);
 }

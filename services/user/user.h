@@ -14,6 +14,7 @@
 #include "proto/rpc_server.h"
 #include "proto/util.h"
 #include "store/commit_group.h"
+#include "store/conn.h"
 #include "store/db.h"
 #include "svc/service.h"
 #include "valid/valid.h"
@@ -89,6 +90,9 @@ int user_parse_iso_time(const char *s, size_t len, char out[PROTO_ISO_TIME_LEN])
 /* --- storage (store.c) ------------------------------------------------------ */
 
 typedef struct user_store user_store_t;
+
+/* The store described once (store/conn.h); svc_def_t.store opens it. */
+extern const store_schema_t user_store_schema;
 
 /* Return codes: STORE_OK, STORE_EINVAL, STORE_ERROR (store/db.h), and: */
 enum {

@@ -5,9 +5,9 @@
  *   static const svc_def_t def = {
  *     .name = "order", .about = "The order service: ...\n",
  *     .port_env = "ORDER_SERVICE_PORT", .port_default = 3002,
- *     .db_file = "order.db", .store_open = open_store, ...,
+ *     .db_file = "order.db", .store = &order_store_schema,
  *     .flags = SVC_PUBLISHER, .upstreams = ups, .n_upstreams = 1,
- *     .start = order_start,
+ *     .start = order_start, .handlers_register = order_handlers_register,
  *   };
  *   int main(int argc, char **argv) { return svc_main(argc, argv, &def); }
  *
@@ -19,7 +19,8 @@
  * refusing a bad value with a message that names it, calls configure() for
  * the service's own settings (before anything is created or bound),
  * then opens the store and its commit group, the publisher and the upstream
- * clients, calls start(), listens and announces. On SIGTERM/SIGINT the stop
+ * clients, calls setup(), start() and handlers_register(), listens and
+ * announces. On SIGTERM/SIGINT the stop
  * order is: stopping(), the server drains what is in flight, stopped(), the
  * upstream clients close, the publisher flushes for events_flush_ms; when
  * the loop has nothing left, the commit group commits and closes, finish(),
@@ -33,6 +34,7 @@
 
 #include "proto/events.h"
 #include "proto/rpc_server.h"
+#include "store/conn.h"
 #include "svc/service.h"
 
 #define SVC_LISTEN_HOST_DEFAULT "127.0.0.1"
@@ -89,20 +91,27 @@ typedef struct svc_def {
   const svc_lib_t *libs;           /* more --version lines, or NULL */
   unsigned n_libs;                 /* at most SVC_LIBS_MAX */
 
-  /* The store: open under data_dir with the synchronous level; its db for the
-   * commit group; close (NULL is a no-op). */
-  int (*store_open)(const char *data_dir, int sync, void **store);
-  sqlite3 *(*store_db)(void *store);
-  void (*store_close)(void *store);
+  /* The store, as its store.c describes it (store/conn.h): svc_main() opens
+   * it under DATA_DIR with SQLITE_SYNCHRONOUS (svc->store is then the
+   * service's store struct), runs the commit group on its connection and
+   * closes it last. NULL: the service has no store. */
+  const store_schema_t *store;
 
   /* Read and check the service's own settings (keep them in the service),
    * right after the shared ones: a bad value stops the daemon before the
    * store's directory is created or a port bound. 0, or -1 (logged, exit 1).
    * NULL: none. */
   int (*configure)(void);
-  /* Use the service's own settings, set svc->app, register the handlers on
-   * srv and start the service's own parts. 0, or -1 (logged). Required. */
+  /* Set the service's log keys (svc->log_id_key, svc->log_fields): the
+   * service's foo_svc_setup(). First of the three below. NULL: none. */
+  void (*setup)(svc_t *svc);
+  /* Use the service's own settings, set svc->app and start the service's own
+   * parts. 0, or -1 (logged). NULL: nothing of its own. */
   int (*start)(svc_t *svc, const svc_config_t *cfg, proto_rpc_server_t *srv);
+  /* Register the handlers on srv with svc as their context, after start():
+   * foo_handlers_register(). A failure is logged by svc_main() ("startup_failed",
+   * "cannot register handlers"). Required. */
+  int (*handlers_register)(proto_rpc_server_t *srv, svc_t *svc);
   /* The hooks below run after start() was called, also when it failed
    * half-way: they close what exists and skip what does not. */
   /* The first signal, before the server drains (stop taking new work). */
