@@ -167,6 +167,19 @@ bool valid_currency_code(const char *s, size_t len) {
   return true;
 }
 
+bool valid_opt_currency(const json_t *obj, const char *field, const char *msg, char out[4],
+                        valid_verrs_t *errs) {
+  const json_t *v = json_object_get(obj, field);
+  if (!v || json_is_null(v))
+    return true;
+  if (!json_is_string(v) || !valid_currency_code(json_string_value(v), json_string_length(v))) {
+    valid_verr_add_static(errs, field, msg);
+    return false;
+  }
+  memcpy(out, json_string_value(v), 4); /* three letters and the NUL */
+  return true;
+}
+
 bool valid_int_param(const json_t *obj, const char *field, int64_t def, int64_t *out) {
   const json_t *v = json_object_get(obj, field);
   if (!v || json_is_null(v)) {

@@ -119,14 +119,7 @@ int inventory_validate_product(const json_t *data, inventory_product_input_t *ou
   if (name && (why = check_name(name, nlen, &nstart, &ntrim)) != NULL)
     valid_verr_add_static(errs, "name", why);
   valid_req_int(data, "price", 0, INVENTORY_PRICE_MAX, MSG_PRICE, &out->price, errs);
-  const json_t *cur = json_object_get(data, "currency");
-  if (cur && !json_is_null(cur)) {
-    if (!json_is_string(cur) ||
-        !valid_currency_code(json_string_value(cur), json_string_length(cur)))
-      valid_verr_add_static(errs, "currency", MSG_CURRENCY);
-    else
-      memcpy(out->currency, json_string_value(cur), 4);
-  }
+  valid_opt_currency(data, "currency", MSG_CURRENCY, out->currency, errs);
   valid_opt_int(data, "stock", 0, 0, INVENTORY_STOCK_MAX, MSG_STOCK, &out->stock, errs);
   valid_reject_unknown(data, allowed, errs);
   if (errs->n > 0)

@@ -99,15 +99,8 @@ int order_validate_create(const json_t *data, order_create_input_t *out,
   valid_check_id(data, "paymentMethod", ORDER_PAYMENT_METHOD_MAX_BYTES, MSG_METHOD_LEN,
                  &out->payment_method, &out->payment_method_len, errs);
 
-  const json_t *cur = json_object_get(data, "currency");
   snprintf(out->currency, sizeof(out->currency), "%s", ORDER_CURRENCY_DEFAULT);
-  if (cur && !json_is_null(cur)) {
-    if (!json_is_string(cur) ||
-        !valid_currency_code(json_string_value(cur), json_string_length(cur)))
-      valid_verr_add_static(errs, "currency", MSG_CURRENCY);
-    else
-      memcpy(out->currency, json_string_value(cur), 4);
-  }
+  valid_opt_currency(data, "currency", MSG_CURRENCY, out->currency, errs);
   valid_reject_unknown(data, allowed, errs);
   return errs->n > 0 ? -1 : 0;
 }

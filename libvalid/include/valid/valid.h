@@ -95,6 +95,12 @@ bool valid_req_int(const json_t *obj, const char *field, int64_t min, int64_t ma
 /* Non-zero when s is the shape of an ISO 4217 code: three letters A-Z. */
 bool valid_currency_code(const char *s, size_t len);
 
+/* An optional currency field: absent or null leaves out as it is (the
+ * caller's default); a string passing valid_currency_code is copied into out
+ * with its NUL; anything else records msg for field. False on an error. */
+bool valid_opt_currency(const json_t *obj, const char *field, const char *msg, char out[4],
+                        valid_verrs_t *errs);
+
 /* page/limit: a JSON integer, an integral number, or a decimal string (query
  * strings passed through by the gateway). Absent or null: *out = def.
  * False when the value is not an integer at all; a value too large for int64
