@@ -34,6 +34,14 @@ static const gw_route_t routes[] = {
      GW_DATA_BODY | GW_DATA_BODY_OPTIONAL | GW_DATA_PARAMS, {{NULL, 0}}},
     {GW_GET, "/payments/:id", GW_ACTION_RPC, "payment", "get_payment", 200, GW_DATA_PARAMS,
      {{NULL, 0}}},
+    {GW_POST, "/products", GW_ACTION_RPC, "inventory", "create_product", 201, GW_DATA_BODY,
+     {{NULL, 0}}},
+    {GW_GET, "/products", GW_ACTION_RPC, "inventory", "get_products", 200, GW_DATA_QUERY,
+     {{"page", GW_QUERY_INT}, {"limit", GW_QUERY_INT}, {NULL, 0}}},
+    {GW_GET, "/products/:id", GW_ACTION_RPC, "inventory", "get_product", 200, GW_DATA_PARAMS,
+     {{NULL, 0}}},
+    {GW_POST, "/products/:id/restock", GW_ACTION_RPC, "inventory", "restock", 201,
+     GW_DATA_BODY | GW_DATA_PARAMS, {{NULL, 0}}},
 };
 
 const gw_route_t *gw_routes(size_t *count) {

@@ -1,5 +1,5 @@
 /* upstreams.c: the services behind the gateway. Adding one (order, payment,
- * notification) is one row in specs[]; routes then name it. */
+ * notification, inventory) is one row in specs[]; routes then name it. */
 #include "upstreams.h"
 
 #include <stdio.h>
@@ -14,6 +14,7 @@ static const gw_upstream_spec_t specs[] = {
     {"order", "ORDER_SERVICE_HOST", "ORDER_SERVICE_PORT", 3002},
     {"payment", "PAYMENT_SERVICE_HOST", "PAYMENT_SERVICE_PORT", 3003},
     {"notification", "NOTIFICATION_SERVICE_HOST", "NOTIFICATION_SERVICE_PORT", 3004},
+    {"inventory", "INVENTORY_SERVICE_HOST", "INVENTORY_SERVICE_PORT", 3005},
 };
 
 _Static_assert(sizeof(specs) / sizeof(specs[0]) <= GW_MAX_UPSTREAMS,

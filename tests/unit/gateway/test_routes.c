@@ -438,6 +438,71 @@ static void test_params_and_body(void **state) {
   assert_field_error(&err, "status", "must be valid UTF-8");
 }
 
+/* The inventory rows: POST /products (201), the paged list, one product, and
+ * restock with the id from the path and {quantity} from the body. */
+static void test_product_routes(void **state) {
+  static const struct {
+    const char *method, *path, *cmd;
+    int status;
+    unsigned data;
+  } cases[] = {
+      {"POST", "/products", "create_product", 201, GW_DATA_BODY},
+      {"GET", "/products", "get_products", 200, GW_DATA_QUERY},
+      {"GET", "/products/p1", "get_product", 200, GW_DATA_PARAMS},
+      {"POST", "/products/p1/restock", "restock", 201, GW_DATA_BODY | GW_DATA_PARAMS},
+  };
+  gw_match_t m;
+  gw_route_err_t err;
+  json_t *d;
+  char allow[64];
+  (void)state;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    assert_int_equal(match(cases[i].method, cases[i].path, &m), GW_MATCH_OK);
+    assert_string_equal(m.route->upstream, "inventory");
+    assert_string_equal(m.route->cmd, cases[i].cmd);
+    assert_int_equal(m.route->status, cases[i].status);
+    assert_int_equal(m.route->data, cases[i].data);
+  }
+  /* the body is the product as sent */
+  json_t *body = json_pack("{s:s, s:s, s:i, s:i}", "id", "p1", "name", "Keyboard", "price",
+                           1999, "stock", 10);
+  assert_int_equal(build("POST", "/products", NULL, body, &d, &err), 0);
+  assert_ptr_equal(d, body);
+  json_decref(d);
+  /* page and limit are integers, anything else is a 400 naming them */
+  const char *q[] = {"page", "2", "limit", "5", NULL};
+  assert_int_equal(build("GET", "/products", q, NULL, &d, &err), 0);
+  assert_int_equal(json_integer_value(json_object_get(d, "page")), 2);
+  assert_int_equal(json_integer_value(json_object_get(d, "limit")), 5);
+  json_decref(d);
+  const char *qbad[] = {"page", "x", "limit", "1.5", NULL};
+  assert_int_equal(build("GET", "/products", qbad, NULL, &d, &err), -1);
+  assert_int_equal(err.n, 2);
+  assert_string_equal(err.errs[0].field, "page");
+  assert_string_equal(err.errs[1].field, "limit");
+  assert_int_equal(build("GET", "/products/Kb-1", NULL, NULL, &d, &err), 0);
+  assert_int_equal(json_object_size(d), 1);
+  assert_string_equal(json_string_value(json_object_get(d, "id")), "Kb-1");
+  json_decref(d);
+  /* restock: the path names the product, whatever the body says */
+  body = json_pack("{s:s, s:i}", "id", "p2", "quantity", 5);
+  assert_int_equal(build("POST", "/products/p1/restock", NULL, body, &d, &err), 0);
+  assert_string_equal(json_string_value(json_object_get(d, "id")), "p1");
+  assert_int_equal(json_integer_value(json_object_get(d, "quantity")), 5);
+  json_decref(d);
+  /* 405 with what the path does answer; 404 past the known shapes */
+  assert_int_equal(match("DELETE", "/products/p1", &m), GW_MATCH_BAD_METHOD);
+  gw_route_allow_header(m.allow, allow, sizeof(allow));
+  assert_string_equal(allow, "GET, HEAD");
+  assert_int_equal(match("PUT", "/products", &m), GW_MATCH_BAD_METHOD);
+  gw_route_allow_header(m.allow, allow, sizeof(allow));
+  assert_string_equal(allow, "GET, HEAD, POST");
+  assert_int_equal(match("GET", "/products/p1/restock", &m), GW_MATCH_BAD_METHOD);
+  assert_int_equal(m.allow, GW_POST);
+  assert_int_equal(match("POST", "/products/p1/restock/x", &m), GW_MATCH_NOT_FOUND);
+  assert_int_equal(match("GET", "/products/p1/stock", &m), GW_MATCH_NOT_FOUND);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_method_parse),   cmocka_unit_test(test_static_routes),
@@ -448,6 +513,7 @@ int main(void) {
       cmocka_unit_test(test_query_not_integer), cmocka_unit_test(test_params_and_body),
       cmocka_unit_test(test_url_unescape),   cmocka_unit_test(test_suite_routes),
       cmocka_unit_test(test_error_body),
+      cmocka_unit_test(test_product_routes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
