@@ -5,6 +5,7 @@
  * order, so a reply always belongs to the head); if the connection is lost they
  * are simply sent again on the next one (at-least-once).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,8 @@ typedef struct pub_item {
   char *body;           /* the JSON message, idem */
   size_t body_len;
   int sent;             /* sent at least once (a later send is a resend) */
+  proto_events_ack_fn ack; /* publish_with()'s callback, or NULL */
+  void *ack_arg;
 } pub_item_t;
 
 struct proto_events_pub {
@@ -60,6 +63,16 @@ static void pop_head(proto_events_pub_t *p) {
   free(it);
 }
 
+/* Pop the head and complete its ack with status (after the pop: the ack may
+ * publish again). */
+static void pop_head_ack(proto_events_pub_t *p, int status) {
+  proto_events_ack_fn ack = p->head->ack;
+  void *arg = p->head->ack_arg;
+  pop_head(p);
+  if (ack)
+    ack(status, arg);
+}
+
 static void pump(proto_events_pub_t *p);
 
 static void on_publish_reply(redisAsyncContext *ac, void *reply, void *privdata) {
@@ -80,10 +93,10 @@ static void on_publish_reply(redisAsyncContext *ac, void *reply, void *privdata)
     return;
   }
   p->inflight--;
-  pop_head(p);
   p->stats.published++;
   if (r->type == REDIS_REPLY_INTEGER && r->integer == 0)
     p->stats.unheard++;
+  pop_head_ack(p, 0);
   if (p->closing && p->count == 0)
     finish_close(p); /* a reply callback: the context free is deferred */
   else
@@ -214,7 +227,8 @@ static void note_drop(proto_events_pub_t *p, const char *pattern, const char *ev
  * caller's keys first, then ours, set over any the caller gave. data and
  * metadata are stolen. *body is malloc'd. 0, PROTO_EINVAL or PROTO_ENOMEM. */
 static int encode_event(const char *pattern, json_t *data, json_t *metadata,
-                        const char *request_id, const char *event_id, char **body) {
+                        const char *request_id, const char *event_id,
+                        const char *occurred_at, char **body) {
   int rc = 0;
   char now[PROTO_ISO_TIME_LEN];
   json_t *msg = json_object();
@@ -226,7 +240,10 @@ static int encode_event(const char *pattern, json_t *data, json_t *metadata,
     rc = PROTO_ENOMEM;
     goto out;
   }
-  proto_time_iso(now);
+  if (occurred_at)
+    snprintf(now, sizeof(now), "%s", occurred_at); /* length checked by the caller */
+  else
+    proto_time_iso(now);
   /* json_string() returns NULL for text that is not UTF-8, and
    * json_object_set_new() then fails. */
   if (!jpattern ||
@@ -259,7 +276,8 @@ out:
 }
 
 /* Append one encoded event (copied into a single allocation). */
-static int enqueue(proto_events_pub_t *p, const char *pattern, const char *body) {
+static int enqueue(proto_events_pub_t *p, const char *pattern, const char *body,
+                   proto_events_ack_fn ack, void *ack_arg) {
   size_t plen = strlen(pattern), blen = strlen(body);
   pub_item_t *it = malloc(sizeof(*it) + plen + 1 + blen + 1);
   if (!it)
@@ -272,6 +290,8 @@ static int enqueue(proto_events_pub_t *p, const char *pattern, const char *body)
   it->body_len = blen;
   memcpy(it->body, body, blen + 1);
   it->sent = 0;
+  it->ack = ack;
+  it->ack_arg = ack_arg;
   if (p->tail)
     p->tail->next = it;
   else
@@ -284,16 +304,23 @@ static int enqueue(proto_events_pub_t *p, const char *pattern, const char *body)
   return 0;
 }
 
-int proto_events_publish_ex(proto_events_pub_t *p, const char *pattern, json_t *data,
-                            json_t *metadata, const char *request_id,
-                            char event_id_out[PROTO_ID_MAX]) {
+int proto_events_publish_with(proto_events_pub_t *p, const char *pattern, json_t *data,
+                              json_t *metadata, const char *request_id,
+                              const proto_events_publish_opts_t *opts,
+                              char event_id_out[PROTO_ID_MAX]) {
   int rc = 0;
   char *body = NULL;
   char event_id[PROTO_ID_MAX];
+  const proto_events_publish_opts_t none = {0};
+  if (!opts)
+    opts = &none;
 
   if (!data)
     data = json_null();
-  if (!p || !pattern || !*pattern || (metadata && !json_is_object(metadata))) {
+  if (!p || !pattern || !*pattern || (metadata && !json_is_object(metadata)) ||
+      (opts->event_id && (!*opts->event_id || strlen(opts->event_id) >= PROTO_ID_MAX)) ||
+      (opts->occurred_at &&
+       (!*opts->occurred_at || strlen(opts->occurred_at) >= PROTO_ISO_TIME_LEN))) {
     rc = PROTO_EINVAL;
     goto out;
   }
@@ -301,18 +328,19 @@ int proto_events_publish_ex(proto_events_pub_t *p, const char *pattern, json_t *
     rc = PROTO_ECLOSED;
     goto out;
   }
-  rc = proto_random_id("evt_", event_id, sizeof(event_id));
-  if (rc != 0)
+  if (opts->event_id)
+    memcpy(event_id, opts->event_id, strlen(opts->event_id) + 1);
+  else if ((rc = proto_random_id("evt_", event_id, sizeof(event_id))) != 0)
     goto out;
   if (p->count >= p->queue_max) {
     note_drop(p, pattern, event_id, request_id);
     rc = PROTO_EFULL;
     goto out;
   }
-  rc = encode_event(pattern, data, metadata, request_id, event_id, &body);
+  rc = encode_event(pattern, data, metadata, request_id, event_id, opts->occurred_at, &body);
   data = metadata = NULL; /* stolen */
   if (rc == 0)
-    rc = enqueue(p, pattern, body);
+    rc = enqueue(p, pattern, body, opts->ack, opts->ack_arg);
   if (rc != 0)
     goto out;
   if (event_id_out)
@@ -323,6 +351,12 @@ out:
   json_decref(data);
   json_decref(metadata);
   return rc;
+}
+
+int proto_events_publish_ex(proto_events_pub_t *p, const char *pattern, json_t *data,
+                            json_t *metadata, const char *request_id,
+                            char event_id_out[PROTO_ID_MAX]) {
+  return proto_events_publish_with(p, pattern, data, metadata, request_id, NULL, event_id_out);
 }
 
 int proto_events_publish(proto_events_pub_t *p, const char *pattern, json_t *data,
@@ -363,8 +397,10 @@ static void finish_close(proto_events_pub_t *p) {
                                (json_int_t)p->count, "inflight", (json_int_t)p->inflight));
     p->stats.dropped += p->count;
   }
+  /* Each dropped event's ack learns it was not sent (its owner keeps it for
+   * later); p->closing makes a publish from the ack fail. */
   while (p->head)
-    pop_head(p);
+    pop_head_ack(p, PROTO_ECLOSED);
   p->inflight = 0;
   p->next_send = NULL;
   proto__redis_conn_close(&p->conn);

@@ -123,6 +123,32 @@ int proto_events_publish_ex(proto_events_pub_t *pub, const char *pattern, json_t
                             json_t *metadata, const char *request_id,
                             char event_id_out[PROTO_ID_MAX]);
 
+/* Told what became of one event of proto_events_publish_with(): status 0 when
+ * Redis acknowledged its PUBLISH (also with no subscriber listening),
+ * PROTO_ECLOSED when the publisher dropped it at close without an
+ * acknowledgement (it may still have reached Redis). Runs on the loop, never
+ * inside the publish call, exactly once per event that call queued (0
+ * returned), in the order of the calls. It may publish again (at close that
+ * returns PROTO_ECLOSED); it must not close the publisher. */
+typedef void (*proto_events_ack_fn)(int status, void *arg);
+
+typedef struct proto_events_publish_opts {
+  const char *event_id;            /* NULL: a new one; else sent as it is (a re-send) */
+  const char *occurred_at;         /* NULL: now; else sent as it is (ISO 8601) */
+  proto_events_ack_fn ack;         /* NULL: none */
+  void *ack_arg;
+} proto_events_publish_opts_t;
+
+/* proto_events_publish_ex() with opts (may be NULL: the same as _ex): an
+ * event stored earlier (an outbox) goes out with its own eventId and
+ * occurredAt, and ack says when Redis has it. The same return codes;
+ * PROTO_EINVAL also for an empty or too long event_id / occurred_at. If it
+ * returns an error, ack will not run. */
+int proto_events_publish_with(proto_events_pub_t *pub, const char *pattern, json_t *data,
+                              json_t *metadata, const char *request_id,
+                              const proto_events_publish_opts_t *opts,
+                              char event_id_out[PROTO_ID_MAX]);
+
 void proto_events_pub_stats(const proto_events_pub_t *pub, proto_events_pub_stats_t *out);
 void proto_events_pub_status(const proto_events_pub_t *pub, proto_redis_status_t *out);
 /* {"connected":bool,"lastError":str|null,"lastErrorAt":str|null,"published":n,

@@ -553,6 +553,97 @@ static void test_opts_from_env(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* publish_with(): a stored event goes out with its own eventId and
+ * occurredAt (the caller's metadata kept), and each ack says, in order, that
+ * Redis has it. Queued while Redis is away, the acks wait for it; at close
+ * what was never acknowledged is acked PROTO_ECLOSED. */
+typedef struct acks {
+  int n;
+  int status[8];
+  int order[8];
+} acks_t;
+
+typedef struct ack_ref {
+  acks_t *a;
+  int i;
+} ack_ref_t;
+
+static void on_ack(int status, void *arg) {
+  ack_ref_t *r = arg;
+  assert_true(r->a->n < 8);
+  r->a->status[r->a->n] = status;
+  r->a->order[r->a->n] = r->i;
+  r->a->n++;
+}
+
+static int acks_are(void *arg) {
+  return ((acks_t *)arg)->n >= 2;
+}
+
+static void test_publish_with_given_id_and_ack(void **state) {
+  fixture_t *f = *state;
+  acks_t a = {0};
+  ack_ref_t refs[3] = {{&a, 0}, {&a, 1}, {&a, 2}};
+  char out[PROTO_ID_MAX] = "";
+  f->pub = new_pub(f, NULL, 0, 0);
+  /* Redis is not up yet: both wait, no ack. */
+  json_t *meta = json_pack("{s:s,s:s,s:s}", "requestId", "req-9", "eventId", "evt_stored",
+                           "occurredAt", "2026-01-01T00:00:00.000Z");
+  proto_events_publish_opts_t o = {.event_id = "evt_stored",
+                                   .occurred_at = "2026-01-01T00:00:00.000Z",
+                                   .ack = on_ack, .ack_arg = &refs[0]};
+  assert_int_equal(proto_events_publish_with(f->pub, "payment_completed",
+                                             json_pack("{s:i}", "n", 1), meta, NULL, &o, out),
+                   0);
+  assert_string_equal(out, "evt_stored");
+  o.event_id = NULL;
+  o.occurred_at = NULL;
+  o.ack_arg = &refs[1];
+  assert_int_equal(proto_events_publish_with(f->pub, "payment_completed", json_integer(2),
+                                             NULL, "req-10", &o, out),
+                   0);
+  assert_int_equal(strncmp(out, "evt_", 4), 0);
+  assert_string_not_equal(out, "evt_stored");
+  /* Bad given ids: refused, the ack will not run. */
+  o.event_id = "";
+  assert_int_equal(proto_events_publish_with(f->pub, "p", NULL, NULL, NULL, &o, NULL),
+                   PROTO_EINVAL);
+  o.event_id = NULL;
+  o.occurred_at = "2026-01-01T00:00:00.000Z-and-far-too-long";
+  assert_int_equal(proto_events_publish_with(f->pub, "p", NULL, NULL, NULL, &o, NULL),
+                   PROTO_EINVAL);
+  assert_int_equal(a.n, 0); /* never inline, and nothing acknowledged yet */
+
+  redis_start(&f->redis, f->port, NULL);
+  start_raw(f, "payment_completed");
+  tl_wait(&f->tl, acks_are, &a, 5000, "both acks");
+  assert_int_equal(a.status[0], 0);
+  assert_int_equal(a.status[1], 0);
+  assert_int_equal(a.order[0], 0);
+  assert_int_equal(a.order[1], 1);
+  want_msgs_t w = {f, 2};
+  tl_wait(&f->tl, raw_has, &w, 5000, "the two events");
+  assert_string_equal(f->raw.msg[0],
+                      "{\"pattern\":\"payment_completed\",\"data\":{\"n\":1},\"metadata\":"
+                      "{\"requestId\":\"req-9\",\"eventId\":\"evt_stored\","
+                      "\"occurredAt\":\"2026-01-01T00:00:00.000Z\"}}");
+
+  /* At close with Redis gone: acked PROTO_ECLOSED, once. */
+  redis_stop(&f->redis);
+  tl_wait(&f->tl, pub_disconnected, f, 5000, "publisher lost Redis");
+  o.occurred_at = NULL;
+  o.ack_arg = &refs[2];
+  assert_int_equal(proto_events_publish_with(f->pub, "payment_completed", NULL, NULL, NULL, &o,
+                                             NULL),
+                   0);
+  proto_events_pub_close(f->pub, 0, on_pub_done, &f->pub_done);
+  f->pub = NULL;
+  tl_wait(&f->tl, flag_is_set, &f->pub_done, 5000, "publisher closed");
+  assert_int_equal(a.n, 3);
+  assert_int_equal(a.status[2], PROTO_ECLOSED);
+  assert_int_equal(a.order[2], 2);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_wire_format, setup, teardown),
@@ -566,6 +657,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_close_deadline_when_down, setup, teardown),
       cmocka_unit_test_setup_teardown(test_publish_error_keeps_events, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_while_resolving, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_publish_with_given_id_and_ack, setup, teardown),
       cmocka_unit_test(test_opts_from_env),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
