@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # stack.sh BUILD_DIR: start every daemon of the suite from BUILD_DIR, in
 # dependency order, each waiting until the previous one listens; stop them all
-# (SIGTERM, newest first) when one dies or on Ctrl-C.
+# (SIGTERM, newest first) when one dies or on Ctrl-C. Once the gateway is up
+# it creates the demo products (scripts/demo-products.sh).
 set -euo pipefail
 build=${1:?usage: stack.sh BUILD_DIR}
 export DATA_DIR=${DATA_DIR:-$PWD/var/data}
@@ -53,6 +54,12 @@ start notification "${NOTIFICATION_SERVICE_PORT:=3004}" \
   "$build/services/notification/notification-service"
 start order "${ORDER_SERVICE_PORT:=3002}" "$build/services/order/order-service"
 start gateway "${GATEWAY_PORT:=3000}" "$build/gateway/gateway"
+# The README's walkthroughs use these products. They persist in $DATA_DIR, so
+# a later run finds them there (409, fine); any other answer stops the stack.
+if ! "$(dirname "$0")/demo-products.sh" "http://127.0.0.1:$GATEWAY_PORT"; then
+  echo "stack: ERROR: could not create the demo products (see above); stopping" >&2
+  exit 1
+fi
 echo "stack: ready: curl -s localhost:$GATEWAY_PORT/health" >&2
 wait -n "${pids[@]}" || true
 echo "stack: a daemon exited; stopping the others" >&2

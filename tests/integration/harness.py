@@ -361,6 +361,7 @@ class DaemonTestCase(unittest.TestCase):
             "ORDER_SERVICE_PORT": str(user_port),
             "PAYMENT_SERVICE_PORT": str(user_port),
             "NOTIFICATION_SERVICE_PORT": str(user_port),
+            "INVENTORY_SERVICE_PORT": str(user_port),
             "DATA_DIR": self.make_data_dir(),
         }
         env.update({k: str(v) for k, v in extra_env.items()})

@@ -1,6 +1,6 @@
 """The whole suite through the gateway: redis-server, the user, payment,
-notification and order services and the gateway, each on an ephemeral port
-with its own DATA_DIR. Covers the README walkthrough (user, order with
+notification, inventory and order services and the gateway, each on an
+ephemeral port with its own DATA_DIR. Covers the README walkthrough (user, order with
 tok_visa -> 201 confirmed 3998 USD, GET the order, the user's orders, the
 user's notifications, the payment, PATCH shipped, refund of a shipped order
 -> 409), a refund of a confirmed order, both decline paths, the error
@@ -51,7 +51,8 @@ def unique_email(prefix="suite"):
 
 class SuiteCase(DaemonTestCase):
     """redis-server, a RESP subscriber on every event channel, then user,
-    payment, notification, order and the gateway (dependencies first)."""
+    payment, notification, inventory, order and the gateway (dependencies
+    first)."""
 
     def setUp(self):
         super().setUp()
@@ -64,6 +65,8 @@ class SuiteCase(DaemonTestCase):
         self.notification_svc = self.start_service("notification-service",
                                                    NOTIFICATION_SERVICE,
                                                    "NOTIFICATION_SERVICE_PORT")
+        # The gateway's inventory upstream (its /products routes and /ready).
+        self.inventory_svc = self.start_inventory_service(LOG_LEVEL="debug")
         self.order_svc = self.start_service("order-service", ORDER_SERVICE,
                                             "ORDER_SERVICE_PORT", {
                                                 "USER_SERVICE_HOST": "127.0.0.1",
@@ -83,6 +86,8 @@ class SuiteCase(DaemonTestCase):
             "PAYMENT_SERVICE_PORT": str(self.payment_svc.port),
             "NOTIFICATION_SERVICE_HOST": "127.0.0.1",
             "NOTIFICATION_SERVICE_PORT": str(self.notification_svc.port),
+            "INVENTORY_SERVICE_HOST": "127.0.0.1",
+            "INVENTORY_SERVICE_PORT": str(self.inventory_svc.port),
         }, ("http",))
         # Events published before the notification daemon subscribed are lost.
         self.wait_subscribed()
@@ -565,7 +570,7 @@ class ReadinessAndOutagesTest(SuiteCase):
         r = wait_until(lambda: (lambda x: x if x.status == 200 else None)(self.ready()),
                        message="/ready 200 with every upstream up")
         self.assertEqual(r.json.get("status"), "ok", r)
-        for name in ("user", "order", "payment", "notification"):
+        for name in ("user", "order", "payment", "notification", "inventory"):
             self.assertEqual(r.json["info"].get(name), {"status": "up"}, r)
         self.assertEqual(r.json.get("error"), {}, r)
 
@@ -579,7 +584,8 @@ class ReadinessAndOutagesTest(SuiteCase):
         self.assertEqual(r.json.get("status"), "error", r)
         self.assertEqual(set(r.json.get("error", {})), {"payment"}, r)
         self.assertEqual(r.json["error"]["payment"].get("status"), "down", r)
-        self.assertEqual(set(r.json.get("info", {})), {"user", "order", "notification"}, r)
+        self.assertEqual(set(r.json.get("info", {})),
+                         {"user", "order", "notification", "inventory"}, r)
 
         err = self.expect_error(self.post_order(user["id"]), 503,
                                 "PAYMENT_SERVICE_UNAVAILABLE")
