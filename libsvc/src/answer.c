@@ -1,11 +1,16 @@
 /* answer.c: publish a result's event, log the request line and answer the
- * call, at once or after the commit group's COMMIT. */
+ * call, at once or after the commit group's COMMIT. With an outbox the event
+ * is written to it in the turn's transaction first, and the relay sends it
+ * after the COMMIT. */
 #include "svc/answer.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <uv.h>
 
 #include "proto/error.h"
+#include "store/db.h"
+#include "svc/outbox.h"
 
 void svc_publish_result(svc_t *svc, svc_result_t *r, const char *request_id,
                         svc_published_t *out) {
@@ -70,13 +75,41 @@ void svc_reply(proto_rpc_call_t *call, svc_result_t r) {
     json_decref(r.response);
 }
 
+/* Log and reply: ev says what became of r's event. */
+static void answer_logged(svc_t *svc, proto_rpc_call_t *call, const char *pattern,
+                          svc_result_t r, uint64_t start_ns, const svc_published_t *ev) {
+  const char *rid = proto_rpc_call_request_id(call); /* valid until the reply */
+  svc_log_request(svc, -1, rid, "request", pattern, &r, NULL, ev, start_ns);
+  svc_reply(call, r);
+}
+
 void svc_answer_now(svc_t *svc, proto_rpc_call_t *call, const char *pattern, svc_result_t r,
                     uint64_t start_ns) {
-  const char *rid = proto_rpc_call_request_id(call); /* valid until the reply */
   svc_published_t ev;
-  svc_publish_result(svc, &r, rid, &ev);
-  svc_log_request(svc, -1, rid, "request", pattern, &r, NULL, &ev, start_ns);
-  svc_reply(call, r);
+  svc_publish_result(svc, &r, proto_rpc_call_request_id(call), &ev);
+  answer_logged(svc, call, pattern, r, start_ns, &ev);
+}
+
+/* Write r's event into the outbox, in the turn's transaction (opened when
+ * none is: the event then commits on its own, as the data did). On success
+ * r's event is moved into ev (the log line names its eventId) and 0 is
+ * returned; otherwise r keeps it and it is published after the commit as
+ * without an outbox (a crash in between would lose it, as before). */
+static int write_outbox(svc_t *svc, svc_result_t *r, const char *rid, svc_published_t *ev) {
+  *ev = (svc_published_t){.pattern = r->event};
+  if (!r->event_data)
+    return -1; /* ENOMEM building it: svc_publish() logs that */
+  if (svc_write_begin(svc) != STORE_OK ||
+      store_outbox_insert(svc->outbox, r->event, r->event_data, rid, ev->event_id) != STORE_OK) {
+    proto_log(PROTO_LOG_ERROR, rid, "outbox_write_failed",
+              "%s: published after the commit instead", r->event);
+    *ev = (svc_published_t){0};
+    return -1;
+  }
+  json_decref(r->event_data);
+  r->event_data = NULL;
+  r->event = NULL; /* in the outbox now: the relay sends it */
+  return 0;
 }
 
 /* A result waiting for the COMMIT of the turn's transaction. */
@@ -86,6 +119,8 @@ typedef struct held {
   const char *pattern;             /* static */
   svc_result_t r;
   uint64_t start_ns;
+  int stored;                      /* r's event is in the outbox, described by ev */
+  svc_published_t ev;
 } held_t;
 
 static void on_committed(int status, void *arg) {
@@ -93,11 +128,18 @@ static void on_committed(int status, void *arg) {
   if (status != 0) {
     /* Rolled back (the group logged why): what r announces is gone, and a
      * replay in r may have read it from the same transaction. 500 and no
-     * event; the caller's retry does it again. */
+     * event (an outbox row went with the rollback); the caller's retry does
+     * it again. */
     svc_result_free(&h->r);
     h->r = svc_storage_error();
+    h->stored = 0;
   }
-  svc_answer_now(h->svc, h->call, h->pattern, h->r, h->start_ns);
+  if (h->stored) {
+    svc_outbox_relay_kick(h->svc->relay);
+    answer_logged(h->svc, h->call, h->pattern, h->r, h->start_ns, &h->ev);
+  } else {
+    svc_answer_now(h->svc, h->call, h->pattern, h->r, h->start_ns);
+  }
   free(h);
 }
 
@@ -111,21 +153,33 @@ int svc_after_commit(svc_t *svc, store_group_fn fn, void *arg) {
 
 void svc_answer(svc_t *svc, proto_rpc_call_t *call, const char *pattern, svc_result_t r,
                 uint64_t start_ns) {
+  const char *rid = proto_rpc_call_request_id(call);
+  svc_published_t ev = {0};
+  /* Before the commit is deferred: the event joins the data's transaction,
+   * so it commits with it or not at all. */
+  int stored = svc->outbox && r.event && r.status == 200 && write_outbox(svc, &r, rid, &ev) == 0;
   if (r.status == 400 || !svc->group || !store_group_in_txn(svc->group)) {
-    svc_answer_now(svc, call, pattern, r, start_ns);
+    if (stored) {
+      svc_outbox_relay_kick(svc->relay); /* autocommitted (no group) */
+      answer_logged(svc, call, pattern, r, start_ns, &ev);
+    } else {
+      svc_answer_now(svc, call, pattern, r, start_ns);
+    }
     return;
   }
   held_t *h = malloc(sizeof(*h));
   if (h) {
-    *h = (held_t){svc, call, pattern, r, start_ns};
+    *h = (held_t){svc, call, pattern, r, start_ns, stored, ev};
     if (store_group_defer(svc->group, on_committed, h) == 0)
       return;
     free(h);
   }
   /* ENOMEM: we cannot wait for the commit, so we must not announce what it
-   * may still lose. The write commits anyway, so its event is lost (a retry
-   * replays without one): say so. */
-  const char *rid = proto_rpc_call_request_id(call);
+   * may still lose. The write commits anyway; without an outbox its event is
+   * lost (a retry replays without one): say so. An outbox row commits with
+   * it and the relay sends it. */
+  if (stored)
+    svc_outbox_relay_kick(svc->relay);
   if (r.event)
     proto_log(PROTO_LOG_ERROR, rid, "event_lost", "%s: cannot defer until commit", r.event);
   else

@@ -11,6 +11,8 @@
 #include "proto/error.h"
 #include "proto/log.h"
 #include "store/db.h"
+#include "store/outbox.h"
+#include "svc/outbox.h"
 
 #define USAGE_MAX_BYTES 8192
 #define ENV_NAME_MAX_BYTES 64
@@ -133,8 +135,16 @@ static int health_probe(const svc_def_t *def) {
 
 /* --- the stop order -------------------------------------------------------------- */
 
+/* After the publisher is done no ack comes any more: the relay may go (rows
+ * it did not get acknowledged stay unsent for the next start). */
+static void close_relay(svc_t *svc) {
+  svc_outbox_relay_close(svc->relay);
+  svc->relay = NULL;
+}
+
 static void on_pub_done(void *arg) {
-  (void)arg; /* freed by the publisher */
+  app_t *app = arg; /* the publisher freed itself */
+  close_relay(&app->svc);
 }
 
 /* The server has drained: nothing uses the upstreams or the publisher any
@@ -158,6 +168,8 @@ static void on_server_done(void *arg) {
                            app->def->events_flush_ms ? app->def->events_flush_ms
                                                      : SVC_EVENTS_FLUSH_MS_DEFAULT,
                            on_pub_done, app);
+  } else {
+    close_relay(svc);
   }
 }
 
@@ -182,6 +194,32 @@ static void on_stop(void *arg) {
 static int fail(const char *what) {
   proto_log(PROTO_LOG_ERROR, NULL, "startup_failed", "cannot %s", what);
   return -1;
+}
+
+/* The relay's sender: the service's publisher while it is open. */
+static int relay_send(void *arg, const char *pattern, json_t *data, json_t *metadata,
+                      const proto_events_publish_opts_t *opts) {
+  svc_t *svc = arg;
+  if (!svc->pub) {
+    json_decref(data);
+    json_decref(metadata);
+    return PROTO_ECLOSED; /* stopping: the row waits for the next start */
+  }
+  return proto_events_publish_with(svc->pub, pattern, data, metadata, NULL, opts, NULL);
+}
+
+/* The outbox on the store's connection and its relay, kicked once for the
+ * rows a crash (or a stop with Redis away) left unsent. */
+static int start_outbox(app_t *app, store_conn_t *store) {
+  svc_t *svc = &app->svc;
+  if (!store)
+    return fail("use an outbox without a store");
+  if (store_outbox_open(store->db, &svc->outbox) != STORE_OK)
+    return -1; /* logged by libstore */
+  if (!(svc->relay = svc_outbox_relay_new(&app->loop, svc->outbox, svc->group, relay_send, svc)))
+    return fail("create the outbox relay");
+  svc_outbox_relay_kick(svc->relay);
+  return 0;
 }
 
 static int start(app_t *app) {
@@ -216,6 +254,8 @@ static int start(app_t *app) {
   if ((def->flags & SVC_PUBLISHER) == SVC_PUBLISHER &&
       !(svc->pub = proto_events_pub_new(&app->loop, &c->redis)))
     return fail("create the event publisher");
+  if ((def->flags & SVC_OUTBOX) == SVC_OUTBOX && start_outbox(app, store) != 0)
+    return -1;
   if (!(app->srv = proto_rpc_server_new(&app->loop, &c->server)))
     return fail("create the RPC server");
   /* The stop hooks run also after a start() that failed half-way: they
@@ -291,6 +331,10 @@ out:
     proto_daemon_close(&app.daemon);
   if (app.started && def->finish)
     def->finish(&app.svc);
+  /* The relay is gone (closed with the publisher, freed by the group's
+   * close at the latest); its statements go before the connection. */
+  store_outbox_close(app.svc.outbox);
+  app.svc.outbox = NULL;
   store_close(app.svc.store); /* NULL (no store, or not opened) is a no-op */
   if (loop_ready && proto_daemon_loop_teardown(&app.loop) != 0) {
     proto_log(PROTO_LOG_ERROR, NULL, "teardown_failed", "loop still had open handles");

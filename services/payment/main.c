@@ -18,9 +18,10 @@ static const svc_def_t payment_def = {
         "(process_payment and refund_payment are idempotent; with\n"
         "SQLITE_SYNCHRONOUS=NORMAL a payment lost on power loss would be charged\n"
         "again on retry). The events payment_completed, payment_failed and\n"
-        "payment_refunded are published on Redis once each, after the payment is\n"
-        "committed; beyond EVENTS_QUEUE_MAX queued events new ones are dropped and\n"
-        "logged, requests still succeed. Amounts are integer minor units\n"
+        "payment_refunded are written to an outbox table in the payment's own\n"
+        "transaction and published on Redis from there (at least once, also across a\n"
+        "crash or a Redis outage: subscribers de-duplicate by metadata.eventId).\n"
+        "Amounts are integer minor units\n"
         "(0.." STR(PAYMENT_AMOUNT_MAX) ") with a 3-letter currency (default "
         PAYMENT_CURRENCY_DEFAULT ").\n"
         "Payment methods (test tokens): tok_visa succeeds; tok_chargeDeclined is\n"
@@ -30,7 +31,7 @@ static const svc_def_t payment_def = {
     .port_env = "PAYMENT_SERVICE_PORT",
     .port_default = PAYMENT_SERVICE_PORT_DEFAULT,
     .db_file = PAYMENT_DB_FILE,
-    .flags = SVC_PUBLISHER,
+    .flags = SVC_OUTBOX, /* SVC_PUBLISHER, events through the outbox */
     .redis_name = "payment-events",
     .events_flush_ms = PAYMENT_EVENTS_FLUSH_TIMEOUT_MS,
     .store = &payment_store_schema,

@@ -16,11 +16,12 @@
 
 #include "proto/log.h"
 #include "store/conn.h"
+#include "store/outbox.h"
 #include "store/stmt.h"
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
-#define PAYMENT_SCHEMA_VERSION 2
+#define PAYMENT_SCHEMA_VERSION 3
 /* An internal outcome of insert_payment(): the orderId is already recorded.
  * Below every code payment.h names. */
 #define STORE_DUPLICATE_ORDER_ (STORE_RC_SERVICE - 16)
@@ -125,6 +126,10 @@ static const store_db_migration_t migrations[PAYMENT_SCHEMA_VERSION] = {
      "DROP TABLE payments;"
      "ALTER TABLE payments_v2 RENAME TO payments;"
      "CREATE UNIQUE INDEX payments_order ON payments (order_id);"},
+    /* v3. The outbox (store/outbox.h): a payment's event is written in the
+     * payment's own transaction and sent from there, so a crash between the
+     * COMMIT and the PUBLISH loses no event. */
+    STORE_OUTBOX_MIGRATION,
 };
 
 /* --- open / close ------------------------------------------------------------ */

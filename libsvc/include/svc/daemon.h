@@ -46,6 +46,9 @@
 /* def->flags */
 #define SVC_REDIS 0x1u      /* reads REDIS_* (a subscriber of its own, say) */
 #define SVC_PUBLISHER 0x3u  /* SVC_REDIS, and svc->pub publishes the events */
+#define SVC_OUTBOX 0x7u     /* SVC_PUBLISHER, and the events go through the store's outbox
+                             * table (svc/outbox.h): its schema must include
+                             * STORE_OUTBOX_MIGRATION (store/outbox.h) */
 
 /* A library the service links beyond libproto's and SQLite, for --version:
  * version() is called then (the library loaded at run time). */

@@ -19,6 +19,7 @@
 #include "proto/rpc_server.h"
 #include "proto/util.h"
 #include "store/commit_group.h"
+#include "store/outbox.h"
 #include "svc/result.h"
 
 #define SVC_UPSTREAMS_MAX 4
@@ -32,6 +33,8 @@ typedef int (*svc_publish_fn)(void *arg, const char *pattern, json_t *data,
 /* Adds a service's own fields (e.g. "orderStatus") to a request's log line. */
 typedef void (*svc_log_fields_fn)(json_t *fields, const svc_result_t *r);
 
+struct svc_outbox_relay; /* svc/outbox.h */
+
 typedef struct svc {
   uv_loop_t *loop;
   const char *name;                /* "user": the log's service name */
@@ -40,6 +43,9 @@ typedef struct svc {
   proto_events_pub_t *pub;         /* NULL: events are not sent */
   svc_publish_fn publish;          /* see svc_publish_fn */
   void *publish_arg;
+  store_outbox_t *outbox;          /* SVC_OUTBOX: svc_answer() writes events here, in the
+                                      turn's transaction; NULL: published after the commit */
+  struct svc_outbox_relay *relay;  /* sends the outbox's rows; NULL: none (they wait) */
   const char *log_id_key;          /* log key of the subject's id ("userId"), or NULL */
   svc_log_fields_fn log_fields;    /* NULL: none */
   proto_rpc_client_t *upstream[SVC_UPSTREAMS_MAX]; /* in the def's order; NULL once closed */
