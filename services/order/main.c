@@ -33,7 +33,9 @@ static const svc_def_t order_def = {
     .port_env = "ORDER_SERVICE_PORT",
     .port_default = ORDER_SERVICE_PORT_DEFAULT,
     .db_file = ORDER_DB_FILE,
-    .flags = SVC_PUBLISHER,
+    /* update_order_status's event through the outbox (svc_answer); the
+     * create/refund flows (flow.c) still publish after their commit. */
+    .flags = SVC_OUTBOX,
     .redis_name = "events-pub",
     .upstreams = order_upstreams,
     .n_upstreams = ORDER_UPSTREAMS_,

@@ -16,11 +16,12 @@
 
 #include "proto/log.h"
 #include "store/conn.h"
+#include "store/outbox.h"
 #include "store/stmt.h"
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
-#define ORDER_SCHEMA_VERSION 2
+#define ORDER_SCHEMA_VERSION 3
 
 enum {
   STMT_SAVEPOINT,
@@ -174,6 +175,9 @@ static const store_db_migration_t migrations[ORDER_SCHEMA_VERSION] = {
      "DROP TABLE orders;"
      "ALTER TABLE orders_v2 RENAME TO orders;"
      "CREATE INDEX orders_user_created ON orders (user_id, created_at);"},
+    /* v3. The outbox (store/outbox.h): update_order_status's event is written
+     * in the update's own transaction and sent from there. */
+    STORE_OUTBOX_MIGRATION,
 };
 
 /* --- open / close ------------------------------------------------------------ */
