@@ -77,9 +77,8 @@ static void on_ack(int status, void *arg) {
   /* The mark joins the turn's transaction: one fsync for many acks. If it is
    * lost (a failed commit, a crash), the row is sent again at the next start
    * with the same eventId. */
-  if (r->group && store_group_begin_write(r->group) != 0)
-    return; /* logged by the group */
-  if (store_outbox_mark_sent(r->outbox, id, now) == STORE_OK)
+  if ((!r->group || store_group_begin_write(r->group) == 0) && /* else logged by the group */
+      store_outbox_mark_sent(r->outbox, id, now) == STORE_OK)
     r->stats.marked++;
   if (r->more && !r->closing)
     arm(r, 0);

@@ -10,6 +10,12 @@
  * order); then its event is published and the call answered. A failed COMMIT
  * turns it into 500 STORAGE_ERROR with no event. A 400 touched no data and
  * goes at once; so does everything when no transaction is open.
+ *
+ * With an outbox (svc->outbox, SVC_OUTBOX) svc_answer() first writes a 200
+ * result's event into it, in the turn's transaction, so the event commits
+ * with the data or not at all; after the COMMIT the relay (svc/outbox.h)
+ * sends it, and the log line names its eventId. If that insert fails
+ * (logged "outbox_write_failed") the event takes the path without an outbox.
  */
 #ifndef SVC_ANSWER_H
 #define SVC_ANSWER_H
