@@ -1,10 +1,11 @@
 /* order.h: the order service's internal API, shared by validate.c, status.c,
- * store.c, context.c, flow.c, handlers.c, main.c and the unit tests. Nothing
+ * saga.c, store.c, context.c, flow.c, handlers.c, main.c and the unit tests. Nothing
  * here is installed.
  *
  * Layers, each calling only those above it: validate.c turns request data
  * into typed inputs (pure, on libvalid); status.c is the order status machine
- * (pure); store.c owns the SQLite database; context.c is the order service's
+ * (pure); saga.c is the create-order saga's state machine (pure); store.c
+ * owns the SQLite database; context.c is the order service's
  * part of the service context (libsvc's svc_t): its log fields and the
  * registry of orders busy in a flow; flow.c runs the multi-step operations
  * that call other services (create_order, refund_order) as explicit step
@@ -83,6 +84,91 @@ const char *order_status_name(int status);
 int order_status_parse(const char *s, size_t len);
 /* Non-zero when from -> to is a legal transition (the table in status.c). */
 int order_transition_allowed(int from, int to);
+
+/* --- the create-order saga (saga.c) ------------------------------------------ */
+
+/* The create-order saga as a pure state machine: no I/O, no clock, no
+ * randomness of its own. The handlers drive it: they perform the action a
+ * transition names, write the new state durably (the sagas row, in the same
+ * transaction as the order's change) BEFORE sending the step, and feed the
+ * step's outcome back in. The state is the step in progress, so a restart
+ * re-sends exactly the step the row names (order_saga_resume()); every step
+ * is idempotent per orderId. The decisions are documented in saga.c. */
+typedef enum {
+  ORDER_SAGA_PENDING = 0,          /* order row written pending; nothing sent yet */
+  ORDER_SAGA_RESERVING,            /* reserve_inventory sent (or about to be) */
+  ORDER_SAGA_CHARGING,             /* process_payment */
+  ORDER_SAGA_COMMITTING,           /* commit_inventory (the charge succeeded) */
+  ORDER_SAGA_CONFIRMING,           /* local: order -> confirmed */
+  ORDER_SAGA_DONE,                 /* final: confirmed */
+  ORDER_SAGA_COMPENSATING_REFUND,  /* refund_payment */
+  ORDER_SAGA_COMPENSATING_RELEASE, /* release_inventory */
+  ORDER_SAGA_CANCELLING,           /* local: order -> cancelled with the reason */
+  ORDER_SAGA_CANCELLED,            /* final: cancelled */
+  ORDER_SAGA_STATE_COUNT_,
+} order_saga_state_t;
+
+/* What became of the step just tried. */
+typedef enum {
+  ORDER_SAGA_OK = 0,               /* it happened (an idempotent retry's "already done" too) */
+  ORDER_SAGA_FAILED,               /* a definite no (declined, out of stock, 4xx): the
+                                      caller keeps the reason */
+  ORDER_SAGA_UNKNOWN,              /* may or may not have happened (timeout, connection
+                                      lost after sending, 5xx) */
+  ORDER_SAGA_DEADLINE,             /* the saga's deadline ran out (before or while sending) */
+  ORDER_SAGA_OUTCOME_COUNT_,
+} order_saga_outcome_t;
+
+/* What the driver does next. */
+typedef enum {
+  ORDER_SAGA_ACT_NONE = 0,         /* finished: nothing to send */
+  ORDER_SAGA_ACT_RESERVE,          /* reserve_inventory {orderId, items} */
+  ORDER_SAGA_ACT_CHARGE,           /* process_payment {orderId, ...} */
+  ORDER_SAGA_ACT_COMMIT,           /* commit_inventory {orderId} */
+  ORDER_SAGA_ACT_CONFIRM,          /* local write: pending -> confirmed */
+  ORDER_SAGA_ACT_REFUND,           /* refund_payment {orderId} */
+  ORDER_SAGA_ACT_RELEASE,          /* release_inventory {orderId} */
+  ORDER_SAGA_ACT_CANCEL,           /* local write: pending -> cancelled, cancelReason */
+  ORDER_SAGA_ACTION_COUNT_,
+} order_saga_action_t;
+
+typedef struct order_saga_step {
+  int state;      /* the order_saga_state_t to write before acting; -1 on bad input */
+  int action;     /* an order_saga_action_t: always the one that belongs to state */
+  int retry;      /* 1: same state again; attempt + 1, wait order_saga_backoff_ms() */
+  int failing;    /* 1: this transition starts compensation; the failed step's reason
+                     (or ORDER_REASON_DEADLINE) becomes the cancel reason */
+} order_saga_step_t;
+
+#define ORDER_SAGA_BACKOFF_BASE_MS 100   /* first retry waits 50..100 ms */
+#define ORDER_SAGA_BACKOFF_CAP_MS 30000  /* no retry waits more than 30 s */
+
+/* The transition from state on outcome. Bad input: {-1, NONE, 0, 0}. */
+order_saga_step_t order_saga_next(int state, int outcome);
+/* Where a saga found in state after a restart goes on: the step its row
+ * names, re-sent (state unchanged, except PENDING, which moves to RESERVING
+ * like order_saga_next(PENDING, OK)). Final states: action NONE. */
+order_saga_step_t order_saga_resume(int state);
+/* The action that belongs to state: NONE for PENDING (nothing is sent
+ * before RESERVING is written), the final states and bad input. */
+int order_saga_action_of(int state);
+/* Wait before retry number attempt (0 = the first retry): exponential from
+ * ORDER_SAGA_BACKOFF_BASE_MS, capped at ORDER_SAGA_BACKOFF_CAP_MS, with
+ * "equal jitter" from the caller's random value rnd: in [d/2, d] for the
+ * capped exponential d, so never 0 (no hot loop) and never above the cap.
+ * A negative attempt counts as 0. */
+int64_t order_saga_backoff_ms(int attempt, uint32_t rnd);
+/* Non-zero for DONE and CANCELLED: nothing left to resume. */
+int order_saga_finished(int state);
+/* Non-zero for the states that undo (refund, release, cancel). */
+int order_saga_compensating(int state);
+/* "pending", "reserving", ..., "compensating_refund", ... (the sagas row
+ * stores these); NULL out of range. */
+const char *order_saga_state_name(int state);
+/* The state named by s (len bytes, exact), or -1. */
+int order_saga_state_parse(const char *s, size_t len);
+/* "reserve", "charge", ... for log lines; NULL out of range. */
+const char *order_saga_action_name(int action);
 
 /* --- validation (validate.c) ------------------------------------------------ */
 
