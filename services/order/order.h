@@ -277,6 +277,39 @@ int order_store_transition(order_store_t *s, const char *id, size_t id_len, int 
  * paymentId, cancelReason, updatedAt) instead of read back. Same codes. */
 int order_store_move(order_store_t *s, json_t *order, int to, const char *payment_id,
                      const char *cancel_reason);
+/* The saga's durable row (table sagas, schema v4), for the driver of saga.c. */
+typedef struct order_saga_row {
+  char order_id[ORDER_ID_MAX_BYTES + 1];
+  int state;                           /* an order_saga_state_t */
+  int attempts;                        /* tries of the current step so far */
+  int64_t next_attempt_at_ms;          /* epoch ms when the step is due (the backoff) */
+  int has_reason;                      /* 0: reason is "" because none was set */
+  char reason[ORDER_REASON_MAX_BYTES]; /* what started compensation */
+  char updated_at[PROTO_ISO_TIME_LEN];
+} order_saga_row_t;
+
+#define ORDER_SAGA_PAGE_MAX 1000       /* rows per order_store_saga_unfinished() call */
+
+/* Write the saga row of an existing order (insert or replace): state,
+ * attempts, next_attempt_at_ms and updatedAt; reason when not NULL (NULL
+ * keeps the stored one). In the caller's transaction, so it commits with the
+ * order's own change. STORE_EINVAL (bad state, attempts < 0, id empty or
+ * longer than ORDER_ID_MAX_BYTES, reason of ORDER_REASON_MAX_BYTES or more),
+ * STORE_ERROR (also: no such order, the foreign key). */
+int order_store_saga_put(order_store_t *s, const char *order_id, size_t id_len, int state,
+                         int attempts, int64_t next_attempt_at_ms, const char *reason);
+/* *out = the saga row of the order. ORDER_STORE_NOT_FOUND or STORE_ERROR. */
+int order_store_saga_get(order_store_t *s, const char *order_id, size_t id_len,
+                         order_saga_row_t *out);
+/* One page (at most max rows, 1..ORDER_SAGA_PAGE_MAX, into rows[max]) of the
+ * sagas not finished (neither done nor cancelled) whose next_attempt_at is
+ * at most due_by_ms (INT64_MAX: all, as at start-up), earliest due first,
+ * then by order id; after is the last row of the previous page (NULL for
+ * the first). On the partial index sagas_unfinished. 0 with *n rows (fewer
+ * than max: the last page), STORE_EINVAL, STORE_ERROR (*n = 0). */
+int order_store_saga_unfinished(order_store_t *s, int64_t due_by_ms,
+                                const order_saga_row_t *after, order_saga_row_t *rows,
+                                size_t max, size_t *n);
 /* A cheap read of the orders table, for health checks. 0 or STORE_ERROR. */
 int order_store_ping(order_store_t *s);
 /* The connection's journal_mode (into buf) and synchronous level, as in effect. */

@@ -1,5 +1,6 @@
 /* store.c: the order database, $DATA_DIR/order.db in SQLite. Owns the schema
- * (orders + order_items, versioned with PRAGMA user_version; libstore's
+ * (orders + order_items, the outbox and the sagas rows, versioned with PRAGMA
+ * user_version; libstore's
  * store/db.h opens, configures and migrates the file), one cached prepared
  * statement per query, and the atomic status transition. Transactions are not
  * opened here: writes join the one open on the connection (the commit
@@ -21,7 +22,7 @@
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
-#define ORDER_SCHEMA_VERSION 3
+#define ORDER_SCHEMA_VERSION 4
 
 enum {
   STMT_SAVEPOINT,
@@ -36,12 +37,19 @@ enum {
   STMT_TRANSITION,
   STMT_EXISTS,
   STMT_PING,
+  STMT_SAGA_PUT,
+  STMT_SAGA_GET,
+  STMT_SAGA_UNFINISHED,
   STMT_COUNT_ALL_,
 };
 
 #define ORDER_COLUMNS                                                                   \
   "id, user_id, total_amount, currency, status, payment_method, payment_id,"            \
   " cancel_reason, created_at, updated_at"
+
+#define ORDER_SAGA_COLUMNS "order_id, state, attempts, next_attempt_at, reason, updated_at"
+/* Finished sagas are never resumed: kept for reading, out of the index. */
+#define ORDER_SAGA_UNFINISHED_SQL "state <> 'done' AND state <> 'cancelled'"
 
 static const char *const stmt_sql[STMT_COUNT_ALL_] = {
     /* The order and its items go in together or not at all. A savepoint, not
@@ -71,6 +79,25 @@ static const char *const stmt_sql[STMT_COUNT_ALL_] = {
                         " WHERE id = ?1 AND status = ?2",
     [STMT_EXISTS] = "SELECT 1 FROM orders WHERE id = ?1",
     [STMT_PING] = "SELECT 1 FROM orders LIMIT 1",
+    /* One row per saga, rewritten before each step is sent. The reason,
+     * once set by the failure that started compensation, is kept by later
+     * writes that pass NULL. */
+    [STMT_SAGA_PUT] = "INSERT INTO sagas (order_id, state, attempts, next_attempt_at, reason,"
+                      " updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+                      " ON CONFLICT (order_id) DO UPDATE SET state = excluded.state,"
+                      " attempts = excluded.attempts,"
+                      " next_attempt_at = excluded.next_attempt_at,"
+                      " reason = COALESCE(excluded.reason, reason),"
+                      " updated_at = excluded.updated_at",
+    [STMT_SAGA_GET] = "SELECT " ORDER_SAGA_COLUMNS " FROM sagas WHERE order_id = ?1",
+    /* Keyset pages over the partial index sagas_unfinished: its WHERE is
+     * repeated word for word so the planner may use it, and the ORDER BY is
+     * the index's order, so there is no sort. */
+    [STMT_SAGA_UNFINISHED] = "SELECT " ORDER_SAGA_COLUMNS " FROM sagas"
+                             " WHERE " ORDER_SAGA_UNFINISHED_SQL
+                             " AND next_attempt_at <= ?1"
+                             " AND (next_attempt_at, order_id) > (?2, ?3)"
+                             " ORDER BY next_attempt_at, order_id LIMIT ?4",
 };
 
 struct order_store {
@@ -178,6 +205,23 @@ static const store_db_migration_t migrations[ORDER_SCHEMA_VERSION] = {
     /* v3. The outbox (store/outbox.h): update_order_status's event is written
      * in the update's own transaction and sent from there. */
     STORE_OUTBOX_MIGRATION,
+    /* v4. The create-order saga's durable state (saga.c), one row per order,
+     * written in the same transaction as the order's change before each step
+     * is sent. The state CHECK uses ORs (see v2); next_attempt_at is epoch
+     * milliseconds (when a retry is due; compared, never shown). The partial
+     * index holds only the sagas a restart resumes, due first. */
+    {"CREATE TABLE sagas ("
+     " order_id TEXT PRIMARY KEY NOT NULL REFERENCES orders (id),"
+     " state TEXT NOT NULL CHECK (state = 'pending' OR state = 'reserving'"
+     "  OR state = 'charging' OR state = 'committing' OR state = 'confirming'"
+     "  OR state = 'done' OR state = 'compensating_refund'"
+     "  OR state = 'compensating_release' OR state = 'cancelling' OR state = 'cancelled'),"
+     " attempts INTEGER NOT NULL CHECK (attempts >= 0),"
+     " next_attempt_at INTEGER NOT NULL,"
+     " reason TEXT,"
+     " updated_at TEXT NOT NULL);"
+     "CREATE INDEX sagas_unfinished ON sagas (next_attempt_at, order_id)"
+     " WHERE " ORDER_SAGA_UNFINISHED_SQL ";"},
 };
 
 /* --- open / close ------------------------------------------------------------ */
@@ -434,4 +478,97 @@ int order_store_list_by_user(order_store_t *s, const char *user_id, size_t user_
 
 int order_store_ping(order_store_t *s) {
   return store_stmt_ping(s->c.stmt[STMT_PING]);
+}
+
+/* --- sagas ------------------------------------------------------------------ */
+
+int order_store_saga_put(order_store_t *s, const char *order_id, size_t id_len, int state,
+                         int attempts, int64_t next_attempt_at_ms, const char *reason) {
+  char now[PROTO_ISO_TIME_LEN];
+  const char *name = order_saga_state_name(state);
+  sqlite3_stmt *st = s->c.stmt[STMT_SAGA_PUT];
+  if (!name || attempts < 0 || id_len == 0 || id_len > ORDER_ID_MAX_BYTES ||
+      (reason && strlen(reason) >= ORDER_REASON_MAX_BYTES))
+    return STORE_EINVAL;
+  proto_time_iso(now);
+  if (store_bind_text(st, 1, order_id, id_len) != 0 || store_bind_str(st, 2, name) != 0 ||
+      store_bind_i64(st, 3, attempts) != 0 || store_bind_i64(st, 4, next_attempt_at_ms) != 0 ||
+      store_bind_str(st, 5, reason) != 0 || store_bind_str(st, 6, now) != 0) {
+    store_stmt_done(st);
+    return STORE_ERROR;
+  }
+  return step_done(s, STMT_SAGA_PUT, "put saga");
+}
+
+/* A row of ORDER_SAGA_COLUMNS into *out. STORE_ERROR when a column is not
+ * what this schema writes (logged). */
+static int row_to_saga(sqlite3_stmt *st, order_saga_row_t *out) {
+  const char *id = (const char *)sqlite3_column_text(st, 0);
+  const char *state = (const char *)sqlite3_column_text(st, 1);
+  const char *reason = (const char *)sqlite3_column_text(st, 4);
+  const char *updated = (const char *)sqlite3_column_text(st, 5);
+  int64_t attempts = sqlite3_column_int64(st, 2);
+  memset(out, 0, sizeof(*out));
+  out->state = state ? order_saga_state_parse(state, (size_t)sqlite3_column_bytes(st, 1)) : -1;
+  if (!id || (size_t)sqlite3_column_bytes(st, 0) > ORDER_ID_MAX_BYTES || out->state < 0 ||
+      attempts < 0 || attempts > INT32_MAX || !updated) {
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "unreadable saga row");
+    return STORE_ERROR;
+  }
+  snprintf(out->order_id, sizeof(out->order_id), "%s", id);
+  out->attempts = (int)attempts;
+  out->next_attempt_at_ms = sqlite3_column_int64(st, 3);
+  out->has_reason = reason != NULL;
+  snprintf(out->reason, sizeof(out->reason), "%s", reason ? reason : "");
+  snprintf(out->updated_at, sizeof(out->updated_at), "%s", updated);
+  return STORE_OK;
+}
+
+int order_store_saga_get(order_store_t *s, const char *order_id, size_t id_len,
+                         order_saga_row_t *out) {
+  sqlite3_stmt *st = s->c.stmt[STMT_SAGA_GET];
+  int ret = STORE_ERROR;
+  if (store_bind_text(st, 1, order_id, id_len) != 0)
+    goto out;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE)
+    ret = ORDER_STORE_NOT_FOUND;
+  else if (rc != SQLITE_ROW)
+    store_fail(s->c.db, "get saga", rc);
+  else
+    ret = row_to_saga(st, out);
+out:
+  store_stmt_done(st);
+  return ret;
+}
+
+int order_store_saga_unfinished(order_store_t *s, int64_t due_by_ms,
+                                const order_saga_row_t *after, order_saga_row_t *rows,
+                                size_t max, size_t *n) {
+  sqlite3_stmt *st = s->c.stmt[STMT_SAGA_UNFINISHED];
+  int ret = STORE_ERROR, rc;
+  *n = 0;
+  if (max == 0 || max > ORDER_SAGA_PAGE_MAX)
+    return STORE_EINVAL;
+  /* The first page starts below every key: (INT64_MIN, ""). */
+  if (store_bind_i64(st, 1, due_by_ms) != 0 ||
+      store_bind_i64(st, 2, after ? after->next_attempt_at_ms : INT64_MIN) != 0 ||
+      store_bind_str(st, 3, after ? after->order_id : "") != 0 ||
+      store_bind_i64(st, 4, (int64_t)max) != 0)
+    goto out;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (row_to_saga(st, &rows[*n]) != STORE_OK)
+      goto out;
+    (*n)++;
+  }
+  if (rc != SQLITE_DONE) {
+    store_fail(s->c.db, "list unfinished sagas", rc);
+    goto out;
+  }
+  ret = STORE_OK;
+out:
+  if (ret != STORE_OK)
+    *n = 0;
+  store_stmt_done(st);
+  return ret;
 }

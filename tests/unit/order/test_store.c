@@ -2,8 +2,10 @@
  * test: schema and settings, create/get with items, pagination (newest first,
  * per user, capped pages), the atomic status transition (conflict when the
  * status moved, not found), the in-place move, a failed create inside an open
- * transaction undoing only itself, persistence across a reopen, and refusal
- * of a newer schema.
+ * transaction undoing only itself, persistence across a reopen, refusal
+ * of a newer schema, and the saga rows (v4): put/get in the caller's
+ * transaction, the kept reason, refusals, and the indexed, paged list of
+ * unfinished sagas for resume.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -354,7 +356,7 @@ static void test_upgrades_a_v1_database(void **state) {
                    "INSERT INTO order_items VALUES ('order_old', 0, 'p1', 2, 1999);");
   open_store(f);
   sqlite3 *db = order_store_db(f->store);
-  assert_int_equal(testutil_user_version(db), 3); /* through v3, the outbox */
+  assert_int_equal(testutil_user_version(db), 4); /* through v3, the outbox, v4, sagas */
   json_t *o = NULL;
   assert_int_equal(order_store_get(f->store, "order_old", 9, &o), STORE_OK);
   assert_string_equal(str(o, "status"), "shipped");
@@ -371,6 +373,199 @@ static void test_upgrades_a_v1_database(void **state) {
                    SQLITE_CONSTRAINT_CHECK);
   assert_false(testutil_uses_ephemeral(db, "UPDATE orders SET status = 'delivered'"
                                            " WHERE id = 'order_old' AND status = 'shipped'"));
+  /* v4: the old order has no saga row, and may get one. */
+  order_saga_row_t row;
+  assert_int_equal(order_store_saga_get(f->store, "order_old", 9, &row), ORDER_STORE_NOT_FOUND);
+  assert_int_equal(order_store_saga_put(f->store, "order_old", 9, ORDER_SAGA_DONE, 0, 0, NULL),
+                   STORE_OK);
+}
+
+/* --- sagas ------------------------------------------------------------------ */
+
+static const char *oid(const json_t *o) {
+  return str(o, "id");
+}
+
+static void put(order_store_t *s, const json_t *o, int state, int attempts, int64_t at,
+                const char *reason) {
+  assert_int_equal(order_store_saga_put(s, oid(o), strlen(oid(o)), state, attempts, at, reason),
+                   STORE_OK);
+}
+
+static order_saga_row_t get_saga(order_store_t *s, const json_t *o) {
+  order_saga_row_t row;
+  assert_int_equal(order_store_saga_get(s, oid(o), strlen(oid(o)), &row), STORE_OK);
+  return row;
+}
+
+static void test_saga_put_get_keeps_reason(void **state) {
+  fixture_t *f = *state;
+  order_store_t *s = open_store(f);
+  json_t *o = create(s, "user_a", 1);
+  order_saga_row_t row;
+  assert_int_equal(order_store_saga_get(s, oid(o), strlen(oid(o)), &row), ORDER_STORE_NOT_FOUND);
+  put(s, o, ORDER_SAGA_RESERVING, 0, 1000, NULL);
+  row = get_saga(s, o);
+  assert_string_equal(row.order_id, oid(o));
+  assert_int_equal(row.state, ORDER_SAGA_RESERVING);
+  assert_int_equal(row.attempts, 0);
+  assert_int_equal(row.next_attempt_at_ms, 1000);
+  assert_false(row.has_reason);
+  assert_string_equal(row.reason, "");
+  assert_int_equal(strlen(row.updated_at), PROTO_ISO_TIME_LEN - 1);
+  /* The failure that starts compensation sets the reason ... */
+  put(s, o, ORDER_SAGA_COMPENSATING_RELEASE, 0, 2000, "card_declined");
+  /* ... retries keep it when they pass none ... */
+  put(s, o, ORDER_SAGA_COMPENSATING_RELEASE, 3, 5000, NULL);
+  row = get_saga(s, o);
+  assert_int_equal(row.state, ORDER_SAGA_COMPENSATING_RELEASE);
+  assert_int_equal(row.attempts, 3);
+  assert_int_equal(row.next_attempt_at_ms, 5000);
+  assert_true(row.has_reason);
+  assert_string_equal(row.reason, "card_declined");
+  /* ... and it survives a reopen with the rest. */
+  open_store(f);
+  row = get_saga(f->store, o);
+  assert_int_equal(row.state, ORDER_SAGA_COMPENSATING_RELEASE);
+  assert_string_equal(row.reason, "card_declined");
+  json_decref(o);
+}
+
+static void test_saga_put_refusals(void **state) {
+  fixture_t *f = *state;
+  order_store_t *s = open_store(f);
+  json_t *o = create(s, "user_a", 1);
+  const char *id = oid(o);
+  char longer[ORDER_REASON_MAX_BYTES + 1];
+  memset(longer, 'r', sizeof(longer) - 1);
+  longer[sizeof(longer) - 1] = '\0';
+  assert_int_equal(order_store_saga_put(s, id, strlen(id), -1, 0, 0, NULL), STORE_EINVAL);
+  assert_int_equal(order_store_saga_put(s, id, strlen(id), ORDER_SAGA_STATE_COUNT_, 0, 0, NULL),
+                   STORE_EINVAL);
+  assert_int_equal(order_store_saga_put(s, id, strlen(id), ORDER_SAGA_DONE, -1, 0, NULL),
+                   STORE_EINVAL);
+  assert_int_equal(order_store_saga_put(s, id, 0, ORDER_SAGA_DONE, 0, 0, NULL), STORE_EINVAL);
+  assert_int_equal(order_store_saga_put(s, id, strlen(id), ORDER_SAGA_CANCELLING, 0, 0, longer),
+                   STORE_EINVAL);
+  longer[ORDER_REASON_MAX_BYTES - 1] = '\0'; /* 255 bytes: the longest cut reason fits */
+  put(s, o, ORDER_SAGA_CANCELLING, 0, 0, longer);
+  assert_string_equal(get_saga(s, o).reason, longer);
+  /* A saga always belongs to an order (the foreign key). */
+  assert_int_equal(order_store_saga_put(s, "order_none", 10, ORDER_SAGA_RESERVING, 0, 0, NULL),
+                   STORE_ERROR);
+  /* The schema refuses what the code would not write. */
+  sqlite3 *db = order_store_db(s);
+  assert_int_equal(testutil_exec_rc(db, "UPDATE sagas SET state = 'bogus'"),
+                   SQLITE_CONSTRAINT_CHECK);
+  assert_int_equal(testutil_exec_rc(db, "UPDATE sagas SET attempts = -1"),
+                   SQLITE_CONSTRAINT_CHECK);
+  assert_false(testutil_uses_ephemeral(db, "UPDATE sagas SET state = 'cancelled'"));
+  json_decref(o);
+}
+
+/* The saga row commits or rolls back with the caller's transaction. */
+static void test_saga_joins_callers_transaction(void **state) {
+  fixture_t *f = *state;
+  order_store_t *s = open_store(f);
+  sqlite3 *db = order_store_db(s);
+  assert_int_equal(testutil_exec_rc(db, "BEGIN"), SQLITE_OK);
+  json_t *gone = create(s, "user_a", 1);
+  put(s, gone, ORDER_SAGA_RESERVING, 0, 0, NULL);
+  assert_int_equal(testutil_exec_rc(db, "ROLLBACK"), SQLITE_OK);
+  order_saga_row_t row;
+  assert_int_equal(order_store_saga_get(s, oid(gone), strlen(oid(gone)), &row),
+                   ORDER_STORE_NOT_FOUND);
+  assert_int_equal(testutil_exec_rc(db, "BEGIN"), SQLITE_OK);
+  json_t *kept = create(s, "user_a", 1);
+  put(s, kept, ORDER_SAGA_RESERVING, 0, 0, NULL);
+  assert_int_equal(testutil_exec_rc(db, "COMMIT"), SQLITE_OK);
+  assert_int_equal(get_saga(s, kept).state, ORDER_SAGA_RESERVING);
+  json_decref(gone);
+  json_decref(kept);
+}
+
+static void test_saga_unfinished_paged_due_first(void **state) {
+  fixture_t *f = *state;
+  order_store_t *s = open_store(f);
+  /* Every state once, due at 100 * (10 - state): the finished ones never listed. */
+  json_t *o[ORDER_SAGA_STATE_COUNT_];
+  for (int i = 0; i < ORDER_SAGA_STATE_COUNT_; i++) {
+    o[i] = create(s, "user_a", 1);
+    put(s, o[i], i, i, 100 * (10 - i), NULL);
+  }
+  order_saga_row_t rows[ORDER_SAGA_STATE_COUNT_];
+  size_t n = 99;
+  assert_int_equal(order_store_saga_unfinished(s, INT64_MAX, NULL, rows, 20, &n), STORE_OK);
+  assert_int_equal(n, ORDER_SAGA_STATE_COUNT_ - 2);
+  for (size_t k = 0; k < n; k++) {
+    assert_false(order_saga_finished(rows[k].state));
+    if (k > 0)
+      assert_true(rows[k - 1].next_attempt_at_ms <= rows[k].next_attempt_at_ms);
+  }
+  /* Earliest due first: cancelling (state 8) is due at 200. */
+  assert_int_equal(rows[0].state, ORDER_SAGA_CANCELLING);
+  assert_string_equal(rows[0].order_id, oid(o[ORDER_SAGA_CANCELLING]));
+  assert_int_equal(rows[0].attempts, ORDER_SAGA_CANCELLING);
+  /* Only those due by a time: 200..500 are states 8, 7, 6 and (5, done) not. */
+  assert_int_equal(order_store_saga_unfinished(s, 500, NULL, rows, 20, &n), STORE_OK);
+  assert_int_equal(n, 3);
+  assert_int_equal(rows[2].state, ORDER_SAGA_COMPENSATING_REFUND);
+  /* Pages of 3 walk them all once, also with ties on next_attempt_at. */
+  for (int i = 0; i < ORDER_SAGA_STATE_COUNT_; i++)
+    put(s, o[i], i, 0, 7, NULL);
+  size_t total = 0;
+  order_saga_row_t last, page[3];
+  const order_saga_row_t *after = NULL;
+  int seen[ORDER_SAGA_STATE_COUNT_] = {0};
+  do {
+    assert_int_equal(order_store_saga_unfinished(s, INT64_MAX, after, page, 3, &n), STORE_OK);
+    for (size_t k = 0; k < n; k++) {
+      if (after)
+        assert_true(strcmp(after->order_id, page[k].order_id) < 0);
+      seen[page[k].state]++;
+    }
+    total += n;
+    if (n > 0) {
+      last = page[n - 1];
+      after = &last;
+    }
+  } while (n == 3);
+  assert_int_equal(total, ORDER_SAGA_STATE_COUNT_ - 2);
+  for (int i = 0; i < ORDER_SAGA_STATE_COUNT_; i++)
+    assert_int_equal(seen[i], order_saga_finished(i) ? 0 : 1);
+  assert_int_equal(order_store_saga_unfinished(s, INT64_MAX, NULL, page, 0, &n), STORE_EINVAL);
+  assert_int_equal(order_store_saga_unfinished(s, INT64_MAX, NULL, page,
+                                               ORDER_SAGA_PAGE_MAX + 1, &n),
+                   STORE_EINVAL);
+  for (int i = 0; i < ORDER_SAGA_STATE_COUNT_; i++)
+    json_decref(o[i]);
+}
+
+/* The resume scan is the store's own cached statement, planned on the
+ * partial index, with no sort and no table scan. */
+static void test_saga_unfinished_uses_index(void **state) {
+  fixture_t *f = *state;
+  sqlite3 *db = order_store_db(open_store(f));
+  const char *sql = NULL;
+  for (sqlite3_stmt *st = sqlite3_next_stmt(db, NULL); st; st = sqlite3_next_stmt(db, st))
+    if (strstr(sqlite3_sql(st), "FROM sagas WHERE state <>"))
+      sql = sqlite3_sql(st);
+  assert_non_null(sql);
+  char explain[1024];
+  snprintf(explain, sizeof(explain), "EXPLAIN QUERY PLAN %s", sql);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(db, explain, -1, &st, NULL), SQLITE_OK);
+  int on_index = 0, bad = 0;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const char *d = (const char *)sqlite3_column_text(st, 3);
+    if (strstr(d, "INDEX sagas_unfinished"))
+      on_index = 1;
+    if (strstr(d, "TEMP B-TREE") || strcmp(d, "SCAN sagas") == 0)
+      bad = 1;
+  }
+  assert_int_equal(sqlite3_finalize(st), SQLITE_OK);
+  assert_true(on_index);
+  assert_false(bad);
 }
 
 static void test_migration_refuses_dangling_items(void **state) {
@@ -397,6 +592,11 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_newer_schema_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_move_updates_object_in_place, setup, teardown),
       cmocka_unit_test_setup_teardown(test_failed_create_undoes_only_itself, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_saga_put_get_keeps_reason, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_saga_put_refusals, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_saga_joins_callers_transaction, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_saga_unfinished_paged_due_first, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_saga_unfinished_uses_index, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
