@@ -107,6 +107,8 @@ def main():
                     dict(renv, PAYMENT_SERVICE_PORT="0"))
         notif = start("notification", "services/notification/notification-service",
                       dict(renv, NOTIFICATION_SERVICE_PORT="0"))
+        inv = start("inventory", "services/inventory/inventory-service",
+                    {"INVENTORY_SERVICE_PORT": "0"})
         order = start("order", "services/order/order-service",
                       dict(renv, ORDER_SERVICE_PORT="0",
                            USER_SERVICE_PORT=str(user.port),
@@ -117,6 +119,7 @@ def main():
             "ORDER_SERVICE_PORT": str(order.port),
             "PAYMENT_SERVICE_PORT": str(pay.port),
             "NOTIFICATION_SERVICE_PORT": str(notif.port),
+            "INVENTORY_SERVICE_PORT": str(inv.port),
         }, listen=("http",))
         port = gw.port
         harness.wait_until(
