@@ -1,5 +1,6 @@
 /* flow.c: the operations that call other services, create_order and
- * refund_order, each a small explicit state machine: a table of named steps
+ * refund_order (also run for update_order_status's cancel of a paid order),
+ * each a small explicit state machine: a table of named steps
  * run by one engine over one per-order context (order_flow_t). A step does
  * one thing (a store write, or sending one upstream call) and returns the
  * next step; the engine stops while an upstream call is in flight, or until
@@ -612,6 +613,29 @@ void order_flow_refund(svc_t *svc, proto_rpc_call_t *call, const json_t *data) {
     f->result = svc_invalid(&errs);
     f->step = FLOW_END;
   } else {
+    f->step = REFUND_LOAD;
+  }
+  flow_run(f);
+}
+
+void order_flow_cancel_paid(svc_t *svc, proto_rpc_call_t *call, const json_t *data) {
+  valid_verrs_t errs;
+  order_status_input_t in;
+  order_flow_t *f = flow_new(svc, call, data, "update_order_status", refund_steps);
+  if (!f) {
+    proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory");
+    return;
+  }
+  if (order_validate_status(f->data, &in, &errs) != 0) {
+    f->result = svc_invalid(&errs);
+    f->step = FLOW_END;
+  } else if (in.status != ORDER_CANCELLED) {
+    /* Only the handler starts this, and only for a cancel. */
+    f->step = flow_fail(f, 500, "INTERNAL_ERROR", "Not a cancel");
+  } else {
+    /* in borrows from f->data, which the flow keeps. */
+    f->id_in.id = in.id;
+    f->id_in.id_len = in.id_len;
     f->step = REFUND_LOAD;
   }
   flow_run(f);

@@ -1,7 +1,8 @@
 /* handlers.c: the order service's RPC patterns. The synchronous operations
  * (get_order, get_orders, update_order_status, health) validate, call the
  * store and return a transport-free result; create_order and refund_order
- * start a flow (flow.c). The thin callbacks at the bottom hand results to
+ * start a flow (flow.c), and so does update_order_status for a cancel of a
+ * paid order (the refund flow). The thin callbacks at the bottom hand results to
  * libsvc, which answers (after the commit when it rests on the turn's
  * transaction: update_order_status publishes its event only then) and logs
  * one line per request.
@@ -53,12 +54,26 @@ svc_result_t order_op_list(svc_t *svc, const json_t *data) {
   return r ? svc_ok(r) : svc_storage_error();
 }
 
-svc_result_t order_op_update_status(svc_t *svc, const json_t *data) {
+/* Why a client may not ask for status `to` (see order_status_requestable). */
+static const char *not_settable_message(int to) {
+  return to == ORDER_CONFIRMED
+             ? "Status confirmed cannot be set by request: an order is confirmed only when "
+               "its payment succeeds; a request may set shipped, delivered or cancelled"
+             : "Status pending cannot be set by request: only a new order is pending; a "
+               "request may set shipped, delivered or cancelled";
+}
+
+svc_result_t order_op_update_status(svc_t *svc, const json_t *data, int *refund) {
   order_status_input_t in;
   valid_verrs_t errs;
   char msg[ORDER_MESSAGE_MAX_BYTES];
+  *refund = 0;
   if (order_validate_status(data, &in, &errs) != 0)
     return svc_invalid(&errs);
+  /* A property of the request, not of the order: refused before any read,
+   * whatever the order's state (so also for an order that does not exist). */
+  if (!order_status_requestable(in.status))
+    return svc_err(409, "STATUS_NOT_SETTABLE", not_settable_message(in.status));
   for (int attempt = 0; attempt < ORDER_TRANSITION_ATTEMPTS; attempt++) {
     json_t *order = NULL;
     switch (order_store_get(svc->store, in.id, in.id_len, &order)) {
@@ -82,6 +97,13 @@ svc_result_t order_op_update_status(svc_t *svc, const json_t *data) {
                cur_name ? cur_name : "unknown", order_status_name(in.status));
       json_decref(order);
       return svc_err(409, "ILLEGAL_TRANSITION", msg);
+    }
+    if (in.status == ORDER_CANCELLED && cur == ORDER_CONFIRMED) {
+      /* It is paid: a bare move would keep the money. The caller runs the
+       * refund flow instead (refund_payment, then the cancel and its event). */
+      json_decref(order);
+      *refund = 1;
+      return (svc_result_t){0};
     }
     if (svc_write_begin(svc) != STORE_OK) {
       json_decref(order);
@@ -142,9 +164,17 @@ static void on_get_orders(proto_rpc_call_t *call, const json_t *data, void *ctx)
   svc_answer(ctx, call, "get_orders", order_op_list(ctx, data), t0);
 }
 
+/* A cancel of a paid order goes to the refund flow, which answers the call
+ * itself (and logs its request line) once the payment is refunded. */
 static void on_update_order_status(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
-  svc_answer(ctx, call, "update_order_status", order_op_update_status(ctx, data), t0);
+  int refund = 0;
+  svc_result_t r = order_op_update_status(ctx, data, &refund);
+  if (refund) {
+    order_flow_cancel_paid(ctx, call, data);
+    return;
+  }
+  svc_answer(ctx, call, "update_order_status", r, t0);
 }
 
 static void on_health(proto_rpc_call_t *call, const json_t *data, void *ctx) {

@@ -82,8 +82,15 @@ typedef enum {
 const char *order_status_name(int status);
 /* The status named by s (len bytes, exact lowercase), or -1. */
 int order_status_parse(const char *s, size_t len);
-/* Non-zero when from -> to is a legal transition (the table in status.c). */
+/* Non-zero when from -> to is a move the service may make (the table in
+ * status.c): create_order's confirm and cancel, refund_order's cancel, and
+ * the moves update_order_status makes on a client's request. */
 int order_transition_allowed(int from, int to);
+/* Non-zero when a client may ask update_order_status for status to: shipped,
+ * delivered, cancelled. Never confirmed (only the payment, through
+ * create_order, confirms) nor pending. The move must also be in the table
+ * above; a cancel of a paid (confirmed) order runs the refund flow. */
+int order_status_requestable(int to);
 
 /* --- the create-order saga (saga.c) ------------------------------------------ */
 
@@ -364,16 +371,29 @@ int order_busy(const svc_t *svc, const char *id, size_t id_len);
  * flow ends (possibly before these return). data is borrowed. */
 void order_flow_create(svc_t *svc, proto_rpc_call_t *call, const json_t *data);
 void order_flow_refund(svc_t *svc, proto_rpc_call_t *call, const json_t *data);
+/* update_order_status {id, status: "cancelled"} of a paid (confirmed) order:
+ * refund_order's steps on that id (refund_payment, confirmed -> cancelled
+ * with cancelReason "refunded", order_status_changed), logged as
+ * update_order_status. Started by the handler once order_op_update_status()
+ * asked for it. */
+void order_flow_cancel_paid(svc_t *svc, proto_rpc_call_t *call, const json_t *data);
 
 /* --- RPC handlers (handlers.c) ---------------------------------------------- */
 
 /* The synchronous operations, callable without a server (tests). */
 svc_result_t order_op_get(svc_t *svc, const json_t *data);
 svc_result_t order_op_list(svc_t *svc, const json_t *data);
-/* On success (status 200) the move is written but not yet committed, and the
- * result carries its order_status_changed event: answer it with svc_answer(),
- * which publishes and replies only after the commit. */
-svc_result_t order_op_update_status(svc_t *svc, const json_t *data);
+/* The moves a client may ask for that need no other service: shipped,
+ * delivered, and the cancel of an unpaid (pending) order (cancelReason
+ * cancelled_by_request). confirmed and pending are refused with 409
+ * STATUS_NOT_SETTABLE before any read. On success (status 200) the move is
+ * written but not yet committed, and the result carries its
+ * order_status_changed event: answer it with svc_answer(), which publishes
+ * and replies only after the commit. A cancel of a paid (confirmed) order is
+ * not made here: *refund is set to 1, the result is empty (nothing read is
+ * kept, nothing written), and the caller starts order_flow_cancel_paid() on
+ * the same data; otherwise *refund is 0. refund must not be NULL. */
+svc_result_t order_op_update_status(svc_t *svc, const json_t *data, int *refund);
 svc_result_t order_op_health(svc_t *svc);
 
 /* Register create_order, get_order, get_orders, update_order_status,

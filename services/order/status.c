@@ -1,6 +1,7 @@
-/* status.c: the order status machine: names of the statuses and the table of
- * legal transitions. Pure. create_order, update_order_status and refund_order
- * all consult the same table, so no path can make a move the table forbids.
+/* status.c: the order status machine: names of the statuses, the table of
+ * moves the service itself may make (its flows and update_order_status), and
+ * the narrower set of statuses a client may ask update_order_status for.
+ * Pure.
  */
 #include "order.h"
 
@@ -12,9 +13,11 @@ static const char *const names[ORDER_STATUS_COUNT_] = {
     [ORDER_CANCELLED] = "cancelled",
 };
 
-/* allowed[from][to]. pending waits for the payment; a confirmed order can
- * still be cancelled (refund) until it ships; delivered and cancelled are
- * final. A status never moves to itself. */
+/* allowed[from][to]: what the service may do. pending waits for the payment
+ * (create_order confirms or cancels it); a confirmed order can still be
+ * cancelled (refund) until it ships; delivered and cancelled are final. A
+ * status never moves to itself. What a client may ask for is narrower:
+ * order_status_requestable() below. */
 static const unsigned char allowed[ORDER_STATUS_COUNT_][ORDER_STATUS_COUNT_] = {
     [ORDER_PENDING] = {[ORDER_CONFIRMED] = 1, [ORDER_CANCELLED] = 1},
     [ORDER_CONFIRMED] = {[ORDER_SHIPPED] = 1, [ORDER_CANCELLED] = 1},
@@ -30,6 +33,20 @@ int order_status_parse(const char *s, size_t len) {
     if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
       return i;
   return -1;
+}
+
+/* What a client may ask update_order_status for: the fulfilment moves and a
+ * cancel. confirmed means "paid": only create_order, on the payment's
+ * answer, may set it (a client that could would confirm an unpaid order);
+ * pending is where a new order starts, never a place to go back to. */
+static const unsigned char requestable[ORDER_STATUS_COUNT_] = {
+    [ORDER_SHIPPED] = 1,
+    [ORDER_DELIVERED] = 1,
+    [ORDER_CANCELLED] = 1,
+};
+
+int order_status_requestable(int to) {
+  return to >= 0 && to < ORDER_STATUS_COUNT_ ? requestable[to] : 0;
 }
 
 int order_transition_allowed(int from, int to) {

@@ -3,7 +3,8 @@
  * services on another, a test client calling the order server. Covers every
  * branch of the payment outcome (confirmed, declined, rejected, unavailable,
  * unknown), the user check (404, 503, 504), the busy guard while a payment is
- * in flight, the events published, and the status machine over RPC. Group
+ * in flight, the events published, and the status machine over RPC (confirmed
+ * and pending are not a client's to set; a cancel of a paid order refunds). Group
  * commit: every event and charge is checked, as it happens, against a second
  * connection that sees only committed rows; concurrent orders share commits;
  * a failed commit answers 500 and publishes nothing. Every test arms a
@@ -540,9 +541,14 @@ static void test_order_busy_while_payment_in_flight(void **state) {
     uv_run(&f->loop, UV_RUN_ONCE);
   assert_int_equal(f->app.nflows, 1);
   const char *id = str(json_array_get(f->payments, 0), "orderId");
-  upd = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", id, "status", "confirmed"),
+  upd = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", id, "status", "cancelled"),
              NULL);
   assert_err(&upd, 409, "ORDER_BUSY");
+  result_clear(&upd);
+  /* confirmed is refused whatever the order's state: only the payment sets it. */
+  upd = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", id, "status", "confirmed"),
+             NULL);
+  assert_err(&upd, 409, "STATUS_NOT_SETTABLE");
   refund = call(f, "refund_order", json_pack("{s:s}", "id", id), NULL);
   assert_err(&refund, 409, "ORDER_BUSY");
   json_t *pending = get_order(f, id);
@@ -636,6 +642,106 @@ static void test_status_changes(void **state) {
            json_pack("{s:s, s:s}", "id", "order_nope", "status", "shipped"), NULL);
   assert_err(&r, 404, "ORDER_NOT_FOUND");
   result_clear(&r);
+}
+
+/* The defect of issue 9: update_order_status confirmed an unpaid order by
+ * hand. confirmed and pending are refused (409, nothing written, nothing
+ * published), on a pending order and on a confirmed one; a pending order,
+ * which has no payment, is still cancelled plainly. */
+static void test_status_confirmed_and_pending_are_not_settable(void **state) {
+  fixture_t *f = *state;
+  char st[32], id[PROTO_ID_MAX];
+  /* A 5xx from the payment service leaves the order pending, unpaid. */
+  result_t r = call(f, "create_order", order_body("user_1", "tok_boom"), NULL);
+  assert_err(&r, 502, "PAYMENT_SERVICE_ERROR");
+  id_in_message(r.err, id);
+  result_clear(&r);
+  json_t *before = get_order(f, id);
+  assert_string_equal(str(before, "status"), "pending");
+  assert_true(json_is_null(json_object_get(before, "paymentId")));
+  char *paid = create_confirmed(f);
+  size_t base = json_array_size(f->events);
+  static const char *const refused[] = {"confirmed", "pending"};
+  for (size_t i = 0; i < 2; i++) {
+    r = call(f, "update_order_status",
+             json_pack("{s:s, s:s}", "id", id, "status", refused[i]), NULL);
+    assert_err(&r, 409, "STATUS_NOT_SETTABLE");
+    assert_non_null(strstr(str(r.err, "message"), refused[i]));
+    assert_int_equal(json_object_size(r.err), 3); /* statusCode, message, code */
+    result_clear(&r);
+    r = call(f, "update_order_status",
+             json_pack("{s:s, s:s}", "id", paid, "status", refused[i]), NULL);
+    assert_err(&r, 409, "STATUS_NOT_SETTABLE");
+    result_clear(&r);
+  }
+  json_t *after = get_order(f, id);
+  assert_true(json_equal(after, before)); /* updatedAt too: nothing written */
+  assert_string_equal(durable_status(f, id, st, sizeof(st)), "pending");
+  assert_string_equal(durable_status(f, paid, st, sizeof(st)), "confirmed");
+  assert_int_equal(json_array_size(f->events), base);
+  json_decref(after);
+  json_decref(before);
+
+  /* The unpaid order is cancelled plainly: no refund call. */
+  r = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", id, "status", "cancelled"),
+           "req-cancel-pending");
+  assert_ok(&r);
+  assert_string_equal(str(r.response, "status"), "cancelled");
+  assert_string_equal(str(r.response, "cancelReason"), ORDER_REASON_REQUESTED);
+  result_clear(&r);
+  assert_int_equal(json_array_size(f->refunds), 0);
+  assert_status_event(f, base, id, "pending", "cancelled", "req-cancel-pending");
+}
+
+/* A cancel of a paid order runs the refund flow: refund_payment, then
+ * confirmed -> cancelled ("refunded", paymentId kept) and
+ * order_status_changed; when the refund fails the order is unchanged. */
+static void test_status_cancel_of_confirmed_refunds(void **state) {
+  fixture_t *f = *state;
+  char st[32], keep[PROTO_ID_MAX];
+  snprintf(keep, sizeof(keep), "%s", create_confirmed(f));
+  size_t base = json_array_size(f->events);
+
+  /* payment down: 503, nothing moved, nothing published */
+  f->svc.upstream[ORDER_UPSTREAM_PAYMENT] = f->dead;
+  result_t r = call(f, "update_order_status",
+                    json_pack("{s:s, s:s}", "id", keep, "status", "cancelled"), NULL);
+  assert_err(&r, 503, "PAYMENT_SERVICE_UNAVAILABLE");
+  result_clear(&r);
+  f->svc.upstream[ORDER_UPSTREAM_PAYMENT] = f->payment;
+  /* payment refuses: its 4xx, nothing moved */
+  f->refund_mode = 1;
+  r = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", keep, "status", "cancelled"),
+           NULL);
+  assert_err(&r, 409, "NOT_REFUNDABLE");
+  result_clear(&r);
+  f->refund_mode = 0;
+  assert_string_equal(durable_status(f, keep, st, sizeof(st)), "confirmed");
+  assert_int_equal(json_array_size(f->events), base);
+
+  size_t refunds = json_array_size(f->refunds);
+  r = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", keep, "status", "cancelled"),
+           "req-cancel-paid");
+  assert_ok(&r);
+  assert_string_equal(str(r.response, "status"), "cancelled");
+  assert_string_equal(str(r.response, "cancelReason"), ORDER_REASON_REFUNDED);
+  char pid[PROTO_ID_MAX + 8];
+  snprintf(pid, sizeof(pid), "pay_%s", keep);
+  assert_string_equal(str(r.response, "paymentId"), pid);
+  result_clear(&r);
+  assert_int_equal(json_array_size(f->refunds), refunds + 1);
+  assert_string_equal(str(json_array_get(f->refunds, refunds), "orderId"), keep);
+  assert_string_equal(durable_status(f, keep, st, sizeof(st)), "cancelled");
+  assert_status_event(f, base, keep, "confirmed", "cancelled", "req-cancel-paid");
+  assert_int_equal(json_array_size(f->events), base + 1);
+  assert_int_equal(f->app.nflows, 0);
+
+  /* Cancelled is final: a second cancel is an illegal move, no refund. */
+  r = call(f, "update_order_status", json_pack("{s:s, s:s}", "id", keep, "status", "cancelled"),
+           NULL);
+  assert_err(&r, 409, "ILLEGAL_TRANSITION");
+  result_clear(&r);
+  assert_int_equal(json_array_size(f->refunds), refunds + 1);
 }
 
 static void test_refund_confirmed(void **state) {
@@ -862,6 +968,10 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_create_validation_names_fields, setup, teardown),
       cmocka_unit_test_setup_teardown(test_status_changes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_status_confirmed_and_pending_are_not_settable,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(test_status_cancel_of_confirmed_refunds, setup,
+                                      teardown),
       cmocka_unit_test_setup_teardown(test_refund_confirmed, setup, teardown),
       cmocka_unit_test_setup_teardown(test_refund_refused_cases, setup, teardown),
       cmocka_unit_test_setup_teardown(test_get_orders_and_health, setup, teardown),

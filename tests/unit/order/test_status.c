@@ -1,5 +1,6 @@
 /* test_status.c: the order status machine (status.c): every cell of the
- * transition table, status names and parsing.
+ * table of moves the service may make, the statuses a client may ask for,
+ * status names and parsing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -53,6 +54,24 @@ static void test_transition_table(void **state) {
     }
 }
 
+static void test_requestable_statuses(void **state) {
+  (void)state;
+  /* A client may ask for shipped, delivered or cancelled; confirmed only
+   * the payment sets (through create_order), pending only creation. The
+   * table above keeps pending -> confirmed: create_order makes that move. */
+  static const int expect[ORDER_STATUS_COUNT_] = {
+      [ORDER_PENDING] = 0,  [ORDER_CONFIRMED] = 0, [ORDER_SHIPPED] = 1,
+      [ORDER_DELIVERED] = 1, [ORDER_CANCELLED] = 1,
+  };
+  for (int to = 0; to < ORDER_STATUS_COUNT_; to++)
+    if (!!order_status_requestable(to) != expect[to])
+      fail_msg("%s: expected %s", order_status_name(to),
+               expect[to] ? "requestable" : "not requestable");
+  assert_true(order_transition_allowed(ORDER_PENDING, ORDER_CONFIRMED));
+  assert_false(order_status_requestable(-1));
+  assert_false(order_status_requestable(ORDER_STATUS_COUNT_));
+}
+
 static void test_out_of_range_refused(void **state) {
   (void)state;
   assert_false(order_transition_allowed(-1, ORDER_CONFIRMED));
@@ -66,6 +85,7 @@ int main(void) {
       cmocka_unit_test(test_names_round_trip),
       cmocka_unit_test(test_parse_is_exact),
       cmocka_unit_test(test_transition_table),
+      cmocka_unit_test(test_requestable_statuses),
       cmocka_unit_test(test_out_of_range_refused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
