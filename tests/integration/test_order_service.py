@@ -3,9 +3,11 @@ payment services and a real redis-server: create_order down every path
 (confirmed with an exact total, declined -> cancelled, unknown user 404, user
 service stopped 503, payment rejecting the method 400, payment stopped 503,
 payment silent 504 leaving the order pending), the status machine (illegal
-moves 409, legal ones publish order_status_changed with the real previous
-status, checked as the exact envelope by a plain RESP subscriber), refunds
-(confirmed -> cancelled + payment_refunded; shipped -> 409), health, --help
+moves 409, confirmed and pending never settable by request, not even on an
+unpaid pending order; legal ones publish order_status_changed with the real
+previous status, checked as the exact envelope by a plain RESP subscriber),
+refunds (confirmed -> cancelled + payment_refunded, by refund_order or by
+update_order_status cancelled; shipped -> 409), health, --help
 and --health, and a SIGTERM that drains an order in flight. Every test starts
 its own redis-server and daemons on ephemeral ports with their own DATA_DIR;
 cleanup stops them and fails on a non-zero exit or a sanitizer report.
@@ -270,11 +272,14 @@ class StatusAndRefundTest(OrderCase):
 
     def test_illegal_transitions_are_409(self):
         o = self.confirmed_order()
-        for status in ("pending", "confirmed", "delivered"):
+        # confirmed and pending are never a client's to set (only the payment
+        # confirms); delivered is a move the table forbids from confirmed.
+        for status, code in (("pending", "STATUS_NOT_SETTABLE"),
+                             ("confirmed", "STATUS_NOT_SETTABLE"),
+                             ("delivered", "ILLEGAL_TRANSITION")):
             with self.subTest(status=status):
-                err = self.assert_err(self.set_status(o["id"], status), 409,
-                                      "ILLEGAL_TRANSITION")
-                self.assertIn("confirmed", err["message"])
+                err = self.assert_err(self.set_status(o["id"], status), 409, code)
+                self.assertEqual(set(err), {"statusCode", "message", "code"}, err)
                 self.assertIn(status, err["message"])
         self.assert_err(self.set_status(o["id"], "lost"), 400, "VALIDATION_FAILED")
         self.assert_err(self.set_status("order_nope", "shipped"), 404, "ORDER_NOT_FOUND")
@@ -326,6 +331,41 @@ class StatusAndRefundTest(OrderCase):
         self.assertEqual(p["status"], "refunded", p)
         # Not twice.
         self.assert_err(self.conn.call("refund_order", {"id": o["id"]}), 409, "NOT_REFUNDABLE")
+
+    def test_patch_cancelled_on_confirmed_refunds_the_payment(self):
+        # A paid order is not cancelled bare: the refund flow runs (refund the
+        # payment, cancel, order_status_changed), as POST /orders/:id/refund.
+        o = self.confirmed_order()
+        r = reply_response(self.set_status(o["id"], "cancelled", request_id="req-cancel-1"))
+        self.assertEqual((r["status"], r["cancelReason"], r["paymentId"]),
+                         ("cancelled", "refunded", o["paymentId"]), r)
+        self.assertEqual(self.get_order(o["id"]), r)
+        p = reply_response(self.payments.call("get_payment_by_order", {"orderId": o["id"]}))
+        self.assertEqual((p["id"], p["status"]), (o["paymentId"], "refunded"), p)
+        refunded = self.wait_event("payment_refunded", o["id"])
+        self.assertEqual(refunded["data"]["amount"], o["totalAmount"], refunded)
+        self.assertEqual(refunded["metadata"].get("requestId"), "req-cancel-1", refunded)
+        msg = self.wait_event("order_status_changed", o["id"])
+        self.assert_envelope(msg, "order_status_changed",
+                             {"orderId": o["id"], "userId": o["userId"],
+                              "previousStatus": "confirmed", "newStatus": "cancelled"},
+                             request_id="req-cancel-1")
+        self.order_svc.wait_for_log(lambda l: l.get("requestId") == "req-cancel-1"
+                                    and l.get("pattern") == "update_order_status"
+                                    and l.get("outcome") == "OK",
+                                    message="the update_order_status log line")
+        # Cancelled is final: no second refund.
+        self.assert_err(self.set_status(o["id"], "cancelled"), 409, "ILLEGAL_TRANSITION")
+        self.barrier()
+        self.assertEqual(len(self.events("order_status_changed", o["id"])), 1)
+        self.assertEqual(len(self.events("payment_refunded", o["id"])), 1)
+
+    def test_patch_cancelled_with_payment_stopped_is_503_and_changes_nothing(self):
+        o = self.confirmed_order()
+        self.payment_svc.stop()
+        self.assert_err(self.set_status(o["id"], "cancelled"), 503,
+                        "PAYMENT_SERVICE_UNAVAILABLE")
+        self.assertEqual(self.get_order(o["id"]), o)
 
     def test_refund_of_shipped_is_409(self):
         o = self.confirmed_order()
@@ -399,6 +439,35 @@ class SilentPaymentTest(OrderCase):
         o = page["orders"][0]
         self.assertIn(o["id"], err["message"])
         self.assertEqual(o["status"], "pending", o)
+
+    def test_patch_confirmed_on_unpaid_order_is_409_and_changes_nothing(self):
+        # Issue 9: PATCH {"status":"confirmed"} used to confirm this order, whose
+        # payment never answered (paymentId null; its refund then gave 404).
+        user = self.create_user()
+        self.assert_err(self.slow_conn.call("create_order", {
+            "userId": user, "paymentMethod": "tok_visa",
+            "items": [{"productId": "p", "quantity": 1, "price": 500}]}), 504, "PAYMENT_TIMEOUT")
+        o = reply_response(self.slow_conn.call("get_orders", {"userId": user}))["orders"][0]
+        self.assertEqual((o["status"], o["paymentId"]), ("pending", None), o)
+        err = self.assert_err(self.slow_conn.call("update_order_status",
+                                                  {"id": o["id"], "status": "confirmed"}),
+                              409, "STATUS_NOT_SETTABLE")
+        self.assertEqual(set(err), {"statusCode", "message", "code"}, err)
+        self.assertIn("confirmed", err["message"])
+        self.assertEqual(reply_response(self.slow_conn.call("get_order", {"id": o["id"]})), o)
+        # Nothing was charged: the real payment service never saw the order.
+        self.assert_err(self.payments.call("get_payment_by_order", {"orderId": o["id"]}), 404,
+                        "PAYMENT_NOT_FOUND")
+        # With no payment, a cancel stays a plain one; its event is also the
+        # barrier that shows the refused PATCH published nothing before it.
+        c = reply_response(self.slow_conn.call("update_order_status",
+                                               {"id": o["id"], "status": "cancelled"}))
+        self.assertEqual((c["status"], c["cancelReason"], c["paymentId"]),
+                         ("cancelled", "cancelled_by_request", None), c)
+        msg = self.wait_event("order_status_changed", o["id"])
+        self.assertEqual((msg["data"]["previousStatus"], msg["data"]["newStatus"]),
+                         ("pending", "cancelled"), msg)
+        self.assertEqual(len(self.events("order_status_changed", o["id"])), 1)
 
     def test_sigterm_drains_the_order_in_flight(self):
         user = self.create_user()
