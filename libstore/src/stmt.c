@@ -117,3 +117,26 @@ out:
   json_decref(arr);
   return ret;
 }
+
+int store_stmt_get(sqlite3_stmt *st, const char *key, size_t len, int not_found,
+                   store_row_fn row, void *arg, const char *op, const char *build_error,
+                   json_t **out) {
+  int ret = STORE_ERROR;
+  *out = NULL;
+  if (store_bind_text(st, 1, key, len) != 0)
+    goto out;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE) {
+    ret = not_found;
+  } else if (rc != SQLITE_ROW) {
+    store_fail(sqlite3_db_handle(st), op, rc);
+  } else if (!(*out = row(st, arg))) {
+    if (build_error)
+      proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "%s", build_error);
+  } else {
+    ret = STORE_OK;
+  }
+out:
+  store_stmt_done(st);
+  return ret;
+}

@@ -209,28 +209,9 @@ out:
 
 int inventory_store_product_get(inventory_store_t *s, const char *id, size_t id_len,
                                 json_t **product) {
-  sqlite3_stmt *st = s->c.stmt[STMT_P_GET];
-  int ret = STORE_ERROR;
-  *product = NULL;
-  if (store_bind_text(st, 1, id, id_len) != 0)
-    goto out;
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_DONE) {
-    ret = INVENTORY_STORE_NOT_FOUND;
-    goto out;
-  }
-  if (rc != SQLITE_ROW) {
-    store_fail(s->c.db, "get product", rc);
-    goto out;
-  }
-  if (!(*product = row_to_product(st, NULL))) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot build product from row");
-    goto out;
-  }
-  ret = 0;
-out:
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_get(s->c.stmt[STMT_P_GET], id, id_len, INVENTORY_STORE_NOT_FOUND,
+                        row_to_product, NULL, "get product", "cannot build product from row",
+                        product);
 }
 
 int inventory_store_product_list(inventory_store_t *s, int64_t page, int64_t limit,

@@ -258,26 +258,8 @@ out:
 }
 
 int ntf_store_get(ntf_store_t *s, const char *id, json_t **ntf) {
-  sqlite3_stmt *st = s->c.stmt[STMT_GET];
-  int ret = STORE_ERROR;
-  *ntf = NULL;
-  if (store_bind_str(st, 1, id) != 0)
-    goto out;
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_DONE) {
-    ret = NTF_STORE_NOT_FOUND;
-    goto out;
-  }
-  if (rc != SQLITE_ROW) {
-    store_fail(s->c.db, "get notification", rc);
-    goto out;
-  }
-  if (!(*ntf = row_to_ntf(st, NULL)))
-    goto out;
-  ret = 0;
-out:
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_get(s->c.stmt[STMT_GET], id, strlen(id), NTF_STORE_NOT_FOUND, row_to_ntf,
+                        NULL, "get notification", NULL, ntf);
 }
 
 static int count_for_user(ntf_store_t *s, const char *user_id, size_t len, int64_t *total) {

@@ -426,25 +426,9 @@ out:
 /* --- reads ------------------------------------------------------------------ */
 
 int order_store_get(order_store_t *s, const char *id, size_t id_len, json_t **order) {
-  sqlite3_stmt *st = s->c.stmt[STMT_GET_ORDER];
-  int ret = STORE_ERROR;
-  *order = NULL;
-  if (store_bind_text(st, 1, id, id_len) != 0)
-    goto out;
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_DONE) {
-    ret = ORDER_STORE_NOT_FOUND;
-    goto out;
-  }
-  if (rc != SQLITE_ROW) {
-    store_fail(s->c.db, "get order", rc);
-    goto out;
-  }
-  if ((*order = row_to_order(st, s)) != NULL)
-    ret = 0;
-out:
-  store_stmt_done(st);
-  return ret;
+  /* row_to_order logs its own failures. */
+  return store_stmt_get(s->c.stmt[STMT_GET_ORDER], id, id_len, ORDER_STORE_NOT_FOUND,
+                        row_to_order, s, "get order", NULL, order);
 }
 
 static int count_user_orders(order_store_t *s, const char *user_id, size_t len,

@@ -66,7 +66,8 @@ static json_t *column_json(sqlite3_stmt *st, int col) {
 
 /* The payment object from a row of PAYMENT_COLUMNS, in that order. NULL on
  * ENOMEM or text that is not UTF-8. */
-static json_t *row_to_payment(sqlite3_stmt *st) {
+static json_t *row_to_payment(sqlite3_stmt *st, void *arg) {
+  (void)arg;
   static const char *const keys[] = {"id",        "orderId",   "userId",     "amount",
                                      "currency",  "paymentMethod", "status", "reason",
                                      "createdAt", "updatedAt", "refundedAt"};
@@ -170,28 +171,9 @@ int payment_store_settings(payment_store_t *s, char *journal_mode, size_t size, 
 /* One payment by the key bound to ?1 of a SELECT PAYMENT_COLUMNS statement. */
 static int get_one(payment_store_t *s, int which, const char *key, size_t len,
                    json_t **payment) {
-  sqlite3_stmt *st = s->c.stmt[which];
-  int ret = STORE_ERROR;
-  *payment = NULL;
-  if (store_bind_text(st, 1, key, len) != 0)
-    goto out;
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_DONE) {
-    ret = PAYMENT_STORE_NOT_FOUND;
-    goto out;
-  }
-  if (rc != SQLITE_ROW) {
-    store_fail(s->c.db, which == STMT_GET ? "get payment" : "get payment by order", rc);
-    goto out;
-  }
-  if (!(*payment = row_to_payment(st))) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot build payment from row");
-    goto out;
-  }
-  ret = 0;
-out:
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_get(s->c.stmt[which], key, len, PAYMENT_STORE_NOT_FOUND, row_to_payment, NULL,
+                        which == STMT_GET ? "get payment" : "get payment by order",
+                        "cannot build payment from row", payment);
 }
 
 int payment_store_get(payment_store_t *s, const char *id, size_t len, json_t **payment) {

@@ -163,28 +163,8 @@ out:
 }
 
 int user_store_get(user_store_t *s, const char *id, size_t id_len, json_t **user) {
-  sqlite3_stmt *st = s->c.stmt[STMT_GET];
-  int ret = STORE_ERROR;
-  *user = NULL;
-  if (store_bind_text(st, 1, id, id_len) != 0)
-    goto out;
-  int rc = sqlite3_step(st);
-  if (rc == SQLITE_DONE) {
-    ret = USER_STORE_NOT_FOUND;
-    goto out;
-  }
-  if (rc != SQLITE_ROW) {
-    store_fail(s->c.db, "get user", rc);
-    goto out;
-  }
-  if (!(*user = row_to_user(st, NULL))) {
-    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "cannot build user from row");
-    goto out;
-  }
-  ret = 0;
-out:
-  store_stmt_done(st);
-  return ret;
+  return store_stmt_get(s->c.stmt[STMT_GET], id, id_len, USER_STORE_NOT_FOUND, row_to_user, NULL,
+                        "get user", "cannot build user from row", user);
 }
 
 static int count_users(user_store_t *s, int64_t *total) {

@@ -71,4 +71,13 @@ typedef json_t *(*store_row_fn)(sqlite3_stmt *st, void *arg);
 int store_stmt_rows(sqlite3_stmt *st, store_row_fn row, void *arg, const char *op,
                     const char *build_error, json_t **out);
 
+/* Bind key at ?1 and step a "SELECT ... WHERE key = ?1" that returns at most
+ * one row: 0 with *out = row(st, arg) (owned by the caller), not_found when
+ * no row came back, STORE_ERROR with *out NULL on a step error (logged as
+ * op) or a NULL from row (logged as build_error, as store_stmt_rows does).
+ * Resets it. */
+int store_stmt_get(sqlite3_stmt *st, const char *key, size_t len, int not_found,
+                   store_row_fn row, void *arg, const char *op, const char *build_error,
+                   json_t **out);
+
 #endif

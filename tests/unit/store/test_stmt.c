@@ -264,6 +264,42 @@ static void rows_step_error_is_logged_as_op(void **state) {
   sqlite3_finalize(st);
 }
 
+static void get_found_missing_and_failing(void **state) {
+  fixture_t *f = *state;
+  char log[TEST_LOG_BYTES];
+  json_t *out = NULL;
+  int calls = 1; /* row_id's next call is its second: it fails */
+  sqlite3_stmt *st = prepare(f, "SELECT id, n FROM t WHERE id = ?1");
+  for (int pass = 0; pass < 2; pass++) {
+    assert_int_equal(store_stmt_get(st, "b", 1, TEST_NOT_FOUND, row_id, NULL, "get t",
+                                    "cannot build t", &out),
+                     STORE_OK);
+    assert_int_equal(json_integer_value(json_object_get(out, "n")), 2);
+    json_decref(out);
+  }
+  out = json_true(); /* overwritten with NULL */
+  assert_int_equal(store_stmt_get(st, "z", 1, TEST_NOT_FOUND, row_id, NULL, "get t",
+                                  "cannot build t", &out),
+                   TEST_NOT_FOUND);
+  assert_null(out);
+  capture_begin(f);
+  int rc = store_stmt_get(st, "a", 1, TEST_NOT_FOUND, row_id, &calls, "get t",
+                          "cannot build the t", &out);
+  capture_end(f, log, sizeof(log));
+  assert_int_equal(rc, STORE_ERROR);
+  assert_null(out);
+  assert_non_null(strstr(log, "cannot build the t"));
+  sqlite3_finalize(st);
+  /* A step error is logged as op. */
+  st = prepare(f, "SELECT id, abs(-9223372036854775807 - 1) FROM t WHERE id = ?1");
+  capture_begin(f);
+  rc = store_stmt_get(st, "a", 1, TEST_NOT_FOUND, row_id, NULL, "get t", NULL, &out);
+  capture_end(f, log, sizeof(log));
+  assert_int_equal(rc, STORE_ERROR);
+  assert_non_null(strstr(log, "get t: SQL logic error (1): integer overflow"));
+  sqlite3_finalize(st);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(bind_null_and_text, setup, teardown),
@@ -276,6 +312,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(rows_in_order, setup, teardown),
       cmocka_unit_test_setup_teardown(rows_failing_row_is_logged, setup, teardown),
       cmocka_unit_test_setup_teardown(rows_step_error_is_logged_as_op, setup, teardown),
+      cmocka_unit_test_setup_teardown(get_found_missing_and_failing, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
