@@ -28,6 +28,8 @@ static const gw_route_t routes[] = {
      {{"page", GW_QUERY_INT}, {"limit", GW_QUERY_INT}, {NULL, 0}}},
     {GW_POST, "/orders", GW_ACTION_RPC, "order", "create_order", 201, GW_DATA_BODY, {{NULL, 0}}},
     {GW_GET, "/orders/:id", GW_ACTION_RPC, "order", "get_order", 200, GW_DATA_PARAMS, {{NULL, 0}}},
+    {GW_GET, "/orders/:id/saga", GW_ACTION_RPC, "order", "get_order_saga", 200, GW_DATA_PARAMS,
+     {{NULL, 0}}},
     {GW_PATCH, "/orders/:id", GW_ACTION_RPC, "order", "update_order_status", 200,
      GW_DATA_BODY | GW_DATA_PARAMS, {{NULL, 0}}},
     {GW_POST, "/orders/:id/refund", GW_ACTION_RPC, "order", "refund_order", 201,

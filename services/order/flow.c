@@ -1,12 +1,10 @@
-/* flow.c: the operations that call other services, create_order and
- * refund_order (also run for update_order_status's cancel of a paid order),
- * each a small explicit state machine: a table of named steps
+/* flow.c: refund_order (also run for update_order_status's cancel of a paid
+ * order), the operation that calls the payment service outside the
+ * create-order saga (saga_run.c), as a small explicit state machine: a table of named steps
  * run by one engine over one per-order context (order_flow_t). A step does
  * one thing (a store write, or sending one upstream call) and returns the
  * next step; the engine stops while an upstream call is in flight, or until
- * the loop turn's COMMIT once a step wrote, and resumes after. Adding a step
- * (an inventory reservation before the charge) is a new enum value and table
- * row, not another callback. Below handlers.c: it answers through libsvc
+ * the loop turn's COMMIT once a step wrote, and resumes after. Below handlers.c: it answers through libsvc
  * (svc/answer.h) and asks context.c whether an order is busy.
  */
 #include "order.h"
@@ -49,7 +47,6 @@ struct order_flow {
   char *request_id;                /* copy of the call's requestId, or NULL */
   uint64_t start_ns;
   json_t *data;                    /* a reference to the request data: inputs borrow */
-  order_create_input_t in;         /* create_order's input */
   order_id_input_t id_in;          /* refund_order's input */
   json_t *order;                   /* the order as last read or written, or NULL */
   int up_status;                   /* the last upstream call: PROTO_OK or PROTO_E* */
@@ -84,28 +81,11 @@ static int flow_fail(order_flow_t *f, int status, const char *code, const char *
   return flow_result(f, svc_err(status, code, msg));
 }
 
-static int flow_reply(order_flow_t *f, json_t *response) {
-  return flow_result(f, svc_ok(response));
-}
-
 /* statusCode of an error object from a peer, 0 when it has none (a NestJS
  * peer's bare string or {"status":"error"}). */
 static int remote_status(const json_t *err) {
   const json_t *sc = json_object_get(err, "statusCode");
   return json_is_integer(sc) ? (int)json_integer_value(sc) : 0;
-}
-
-/* Copy s into buf (size bytes), cut on a UTF-8 character boundary. */
-static const char *cut_utf8(const char *s, char *buf, size_t size) {
-  size_t n = strlen(s);
-  if (n >= size) {
-    n = size - 1;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-      n--;
-  }
-  memcpy(buf, s, n);
-  buf[n] = '\0';
-  return buf;
 }
 
 static void log_upstream_failure(order_flow_t *f, const char *service) {
@@ -244,7 +224,7 @@ static uint32_t flow_budget(const order_flow_t *f) {
 
 /* From here on the flow owns the order: status changes wait for it. */
 static void flow_own(order_flow_t *f, const char *id) {
-  order_inflight_own(&f->inflight, id);
+  order_inflight_own(f->svc, &f->inflight, id);
 }
 
 static order_flow_t *flow_new(svc_t *svc, proto_rpc_call_t *call, const json_t *data,
@@ -267,234 +247,6 @@ static order_flow_t *flow_new(svc_t *svc, proto_rpc_call_t *call, const json_t *
 
 static const char *order_str(const order_flow_t *f, const char *key) {
   return json_string_value(json_object_get(f->order, key));
-}
-
-/* --- create_order ------------------------------------------------------------- */
-
-/* create_order, in order. A later issue inserts RESERVE_INVENTORY /
- * INVENTORY_RESERVED between STORE_PENDING and CHARGE; crash recovery resumes
- * a stored pending order at CHARGE (process_payment is idempotent per
- * orderId). */
-enum {
-  CREATE_CHECK_USER,   /* get_user on the user service */
-  CREATE_USER_CHECKED, /* map its answer: 404, 503, 504, or go on */
-  CREATE_STORE_PENDING,/* insert the pending order; go on once it is committed */
-  CREATE_CREATED,      /* publish order_created */
-  CREATE_CHARGE,       /* process_payment on the payment service */
-  CREATE_CHARGED,      /* confirm, cancel, or leave pending when the outcome is unknown */
-};
-
-static int create_check_user(order_flow_t *f) {
-  uint32_t t = flow_budget(f);
-  if (t == 0)
-    return flow_fail(f, 504, "DEADLINE_EXCEEDED",
-                     "The deadline passed before the user could be checked");
-  flow_send(f, f->svc->upstream[ORDER_UPSTREAM_USER], "get_user",
-            json_pack("{s:s%}", "id", f->in.user_id, f->in.user_id_len), t);
-  return CREATE_USER_CHECKED;
-}
-
-static int create_user_checked(order_flow_t *f) {
-  switch (f->up_status) {
-  case PROTO_OK:
-    if (!json_is_object(f->up_response)) {
-      log_upstream_failure(f, "user");
-      return flow_fail(f, 502, "USER_SERVICE_ERROR", "Unexpected reply from the user service");
-    }
-    return CREATE_STORE_PENDING;
-  case PROTO_EREMOTE:
-    if (remote_status(f->up_err) == 404)
-      return flow_fail(f, 404, "USER_NOT_FOUND", "User not found");
-    log_upstream_failure(f, "user");
-    return flow_fail(f, 502, "USER_SERVICE_ERROR", "The user service failed");
-  case PROTO_ETIMEDOUT:
-    log_upstream_failure(f, "user");
-    return flow_fail(f, 504, "USER_SERVICE_TIMEOUT", "The user service did not answer in time");
-  case PROTO_ENOMEM:
-    return flow_fail(f, 500, "INTERNAL_ERROR", "Out of memory");
-  default: /* EUNAVAIL, ECONNLOST, ECLOSED, ECANCELED: a read, safe to call it down */
-    log_upstream_failure(f, "user");
-    return flow_fail(f, 503, "USER_SERVICE_UNAVAILABLE", "User service unavailable");
-  }
-}
-
-static int create_store_pending(order_flow_t *f) {
-  json_t *order = NULL;
-  if (svc_write_begin(f->svc) != STORE_OK ||
-      order_store_create(f->svc->store, &f->in, &order) != STORE_OK)
-    return flow_fail(f, 500, "STORAGE_ERROR", "Storage error");
-  f->order = order;
-  flow_own(f, order_str(f, "id"));
-  /* Neither the event nor the charge before the order is on disk. */
-  return flow_commit(f, CREATE_CREATED, "Storage error; order %s was not stored");
-}
-
-static int create_created(order_flow_t *f) {
-  const json_t *o = f->order;
-  /* Its failure is logged by svc_publish and never fails the order. */
-  svc_publish(f->svc, "order_created",
-              json_pack("{s:O, s:O, s:O, s:O, s:O}", "orderId", json_object_get(o, "id"),
-                        "userId", json_object_get(o, "userId"), "totalAmount",
-                        json_object_get(o, "totalAmount"), "currency",
-                        json_object_get(o, "currency"), "items", json_object_get(o, "items")),
-              f->request_id, NULL);
-  return CREATE_CHARGE;
-}
-
-/* Move the pending order to `to` and reply with it (status 200), or, when
- * err_status is not 0, answer that error instead (err, stolen, or code and
- * message) once the order is moved and the move committed. */
-static int create_settle(order_flow_t *f, int to, const char *payment_id, const char *reason,
-                         int err_status, json_t *err) {
-  /* f->order is updated in place: the reply needs no read back. */
-  int rc = svc_write_begin(f->svc) != STORE_OK
-               ? STORE_ERROR
-               : order_store_move(f->svc->store, f->order, to, payment_id, reason);
-  if (rc == STORE_OK) {
-    if (err_status == 0) {
-      flow_reply(f, json_incref(f->order));
-    } else {
-      /* The code for the log line lives in err, which outlives the log. */
-      const char *code = json_string_value(json_object_get(err, "code"));
-      flow_result(f, (svc_result_t){.status = err_status, .code = code ? code : "ERROR",
-                                    .err = err});
-    }
-    return flow_commit(f, FLOW_END, "Storage error; order %s stays pending");
-  }
-  json_decref(err);
-  /* The payment outcome is known but not recorded: the order stays pending
-   * and recovery settles it (process_payment answers the same again). */
-  proto_log_fields(PROTO_LOG_ERROR, f->request_id, "order_not_settled",
-                   json_pack("{s:s, s:s, s:s?, s:i}", "orderId", flow_id(f), "to",
-                             order_status_name(to), "paymentId", payment_id, "rc", rc));
-  if (rc == ORDER_STORE_CONFLICT)
-    return flow_fail(f, 409, "ORDER_CHANGED",
-                     "Order %s changed while its payment was processed", flow_id(f));
-  return flow_fail(f, 500, "STORAGE_ERROR", "Storage error; order %s stays pending",
-                   flow_id(f));
-}
-
-/* Cancel the pending order with reason and answer status/code/message. */
-static int create_cancel(order_flow_t *f, const char *reason, int status, const char *code,
-                         const char *message) {
-  json_t *err = proto_error_object(status, code, message, NULL);
-  if (!err)
-    return flow_fail(f, 500, "INTERNAL_ERROR", "Out of memory");
-  return create_settle(f, ORDER_CANCELLED, NULL, reason, status, err);
-}
-
-static int create_charge(order_flow_t *f) {
-  char msg[FLOW_MESSAGE_MAX_BYTES];
-  uint32_t t = flow_budget(f);
-  if (t == 0) {
-    /* Never sent, so nothing was charged: cancel rather than leave it pending. */
-    snprintf(msg, sizeof(msg), "The deadline passed before the payment; order %s cancelled",
-             flow_id(f));
-    return create_cancel(f, ORDER_REASON_DEADLINE, 504, "DEADLINE_EXCEEDED", msg);
-  }
-  flow_send(f, f->svc->upstream[ORDER_UPSTREAM_PAYMENT], "process_payment",
-            json_pack("{s:s, s:O, s:O, s:O, s:O}", "orderId", flow_id(f), "userId",
-                      json_object_get(f->order, "userId"), "amount",
-                      json_object_get(f->order, "totalAmount"), "currency",
-                      json_object_get(f->order, "currency"), "paymentMethod",
-                      json_object_get(f->order, "paymentMethod")),
-            t);
-  return CREATE_CHARGED;
-}
-
-static int create_paid(order_flow_t *f) {
-  const json_t *p = f->up_response;
-  const char *status = json_string_value(json_object_get(p, "status"));
-  const char *pid = json_string_value(json_object_get(p, "id"));
-  char reason[ORDER_REASON_MAX_BYTES];
-  if (status && strcmp(status, "succeeded") == 0 && pid)
-    return create_settle(f, ORDER_CONFIRMED, pid, NULL, 0, NULL);
-  if (status && strcmp(status, "declined") == 0) {
-    const char *why = json_string_value(json_object_get(p, "reason"));
-    return create_settle(f, ORDER_CANCELLED, NULL,
-                         cut_utf8(why && *why ? why : "declined", reason, sizeof(reason)), 0,
-                         NULL);
-  }
-  /* Neither: we cannot tell whether money moved. */
-  proto_log_fields(PROTO_LOG_ERROR, f->request_id, "payment_reply_unexpected",
-                   json_pack("{s:s, s:O?}", "orderId", flow_id(f), "reply", p));
-  return flow_fail(f, 502, "PAYMENT_SERVICE_ERROR",
-                   "Unexpected reply from the payment service; order %s stays pending",
-                   flow_id(f));
-}
-
-static int create_charged(order_flow_t *f) {
-  char msg[FLOW_MESSAGE_MAX_BYTES], reason[ORDER_REASON_MAX_BYTES];
-  switch (f->up_status) {
-  case PROTO_OK:
-    return create_paid(f);
-  case PROTO_EREMOTE: {
-    int st = remote_status(f->up_err);
-    log_upstream_failure(f, "payment");
-    if (st >= 400 && st < 500) {
-      /* The payment service refused the request (e.g. an unknown payment
-       * method): nothing was charged. Its message becomes the reason and
-       * its error the answer. */
-      const char *m = json_string_value(json_object_get(f->up_err, "message"));
-      const char *code = json_string_value(json_object_get(f->up_err, "code"));
-      const json_t *details = json_object_get(f->up_err, "details");
-      m = m && *m ? m : "Payment rejected";
-      json_t *err = proto_error_object(st, code ? code : "PAYMENT_REJECTED", m,
-                                       json_is_array(details) ? json_deep_copy(details) : NULL);
-      if (!err)
-        return flow_fail(f, 500, "INTERNAL_ERROR", "Out of memory");
-      return create_settle(f, ORDER_CANCELLED, NULL, cut_utf8(m, reason, sizeof(reason)), st,
-                           err);
-    }
-    /* A 5xx, or a NestJS peer's shapeless error: it may have charged. */
-    return flow_fail(f, 502, "PAYMENT_SERVICE_ERROR",
-                     "The payment service failed; order %s stays pending", flow_id(f));
-  }
-  case PROTO_EUNAVAIL:
-  case PROTO_ECLOSED:
-  case PROTO_ENOMEM:
-    /* Never sent: nothing was charged. */
-    log_upstream_failure(f, "payment");
-    snprintf(msg, sizeof(msg), "Payment service unavailable; order %s cancelled", flow_id(f));
-    if (f->up_status == PROTO_ENOMEM)
-      return create_cancel(f, ORDER_REASON_INTERNAL, 500, "INTERNAL_ERROR", msg);
-    return create_cancel(f, ORDER_REASON_PAYMENT_UNAVAILABLE, 503,
-                         "PAYMENT_SERVICE_UNAVAILABLE", msg);
-  default:
-    /* ETIMEDOUT, ECONNLOST, ECANCELED: the request may have been charged.
-     * Leave the order pending; recovery re-sends process_payment (idempotent
-     * per orderId) and settles it. */
-    log_upstream_failure(f, "payment");
-    return flow_fail(f, 504, "PAYMENT_TIMEOUT",
-                     "Payment outcome unknown; order %s stays pending and will be settled "
-                     "when the payment service answers",
-                     flow_id(f));
-  }
-}
-
-static const step_t create_steps[] = {
-    [CREATE_CHECK_USER] = {"check_user", create_check_user},
-    [CREATE_USER_CHECKED] = {"user_checked", create_user_checked},
-    [CREATE_STORE_PENDING] = {"store_pending", create_store_pending},
-    [CREATE_CREATED] = {"created", create_created},
-    [CREATE_CHARGE] = {"charge", create_charge},
-    [CREATE_CHARGED] = {"charged", create_charged},
-};
-
-void order_flow_create(svc_t *svc, proto_rpc_call_t *call, const json_t *data) {
-  valid_verrs_t errs;
-  order_flow_t *f = flow_new(svc, call, data, "create_order", create_steps);
-  if (!f) {
-    proto_rpc_call_fail(call, 500, "INTERNAL_ERROR", "Out of memory");
-    return;
-  }
-  if (order_validate_create(f->data, &f->in, &errs) != 0) {
-    f->result = svc_invalid(&errs);
-    f->step = FLOW_END;
-  } else {
-    f->step = CREATE_CHECK_USER;
-  }
-  flow_run(f);
 }
 
 /* --- refund_order ------------------------------------------------------------- */
@@ -582,17 +334,21 @@ static int refund_sent(order_flow_t *f) {
     return flow_fail(f, 500, "STORAGE_ERROR", "Refunded, but order %s could not be updated",
                      flow_id(f));
   }
-  return flow_commit(f, REFUND_DONE, "Refunded, but order %s could not be updated");
-}
-
-/* The move is committed: the reply and its event (flow_finish publishes it
- * before answering). */
-static int refund_done(order_flow_t *f) {
+  /* The event joins the move's transaction (the outbox): it commits with it
+   * or not at all. */
   json_t *event = json_pack("{s:s, s:O, s:s, s:s}", "orderId", flow_id(f), "userId",
                             json_object_get(f->order, "userId"), "previousStatus",
                             order_status_name(ORDER_CONFIRMED), "newStatus",
                             order_status_name(ORDER_CANCELLED));
-  return flow_result(f, svc_ok_event(json_incref(f->order), "order_status_changed", event));
+  if (svc_event_stage(f->svc, "order_status_changed", event, f->request_id) != 0)
+    proto_log(PROTO_LOG_ERROR, f->request_id, "event_lost",
+              "order_status_changed of refunded order %s", flow_id(f));
+  return flow_commit(f, REFUND_DONE, "Refunded, but order %s could not be updated");
+}
+
+/* The move is committed: the reply. */
+static int refund_done(order_flow_t *f) {
+  return flow_result(f, svc_ok(json_incref(f->order)));
 }
 
 static const step_t refund_steps[] = {

@@ -1,7 +1,7 @@
 /* handlers.c: the order service's RPC patterns. The synchronous operations
- * (get_order, get_orders, update_order_status, health) validate, call the
- * store and return a transport-free result; create_order and refund_order
- * start a flow (flow.c), and so does update_order_status for a cancel of a
+ * (get_order, get_order_saga, get_orders, update_order_status, health)
+ * validate, call the store and return a transport-free result; create_order
+ * starts a saga (saga_run.c), refund_order a flow (flow.c), and so does update_order_status for a cancel of a
  * paid order (the refund flow). The thin callbacks at the bottom hand results to
  * libsvc, which answers (after the commit when it rests on the turn's
  * transaction: update_order_status publishes its event only then) and logs
@@ -54,6 +54,46 @@ svc_result_t order_op_list(svc_t *svc, const json_t *data) {
   return r ? svc_ok(r) : svc_storage_error();
 }
 
+/* A pending order whose saga has not ended (waiting to be resumed after a
+ * restart, say) is the saga's: only it may cancel or confirm it. */
+static int saga_unfinished(svc_t *svc, int status, const char *id, size_t id_len) {
+  order_saga_row_t row;
+  if (status != ORDER_PENDING && status != ORDER_COMPENSATING)
+    return 0;
+  int rc = order_store_saga_get(svc->store, id, id_len, &row);
+  return rc == ORDER_STORE_NOT_FOUND ? 0 : rc != STORE_OK || !order_saga_finished(row.state);
+}
+
+svc_result_t order_op_get_saga(svc_t *svc, const json_t *data) {
+  order_id_input_t in;
+  valid_verrs_t errs;
+  order_saga_row_t row;
+  json_t *history = NULL;
+  if (order_validate_id(data, &in, &errs) != 0)
+    return svc_invalid(&errs);
+  switch (order_store_saga_get(svc->store, in.id, in.id_len, &row)) {
+  case STORE_OK:
+    break;
+  case ORDER_STORE_NOT_FOUND:
+    /* An order from before sagas has none: say which. */
+    return order_store_get(svc->store, in.id, in.id_len, &history) == STORE_OK
+               ? (json_decref(history),
+                  svc_err(404, "SAGA_NOT_FOUND", "The order has no saga (made before sagas)"))
+               : svc_err(404, "ORDER_NOT_FOUND", "Order not found");
+  default:
+    return svc_storage_error();
+  }
+  if (order_store_saga_history(svc->store, in.id, in.id_len, &history) != STORE_OK)
+    return svc_storage_error();
+  json_t *r = json_pack("{s:s, s:s, s:b, s:b, s:i, s:s?, s:s, s:o}", "orderId", row.order_id,
+                        "state", order_saga_state_name(row.state), "finished",
+                        order_saga_finished(row.state), "inFlight",
+                        order_busy(svc, in.id, in.id_len), "attempts", row.attempts, "reason",
+                        row.has_reason ? row.reason : NULL, "updatedAt", row.updated_at,
+                        "history", history);
+  return r ? svc_ok(r) : svc_storage_error();
+}
+
 /* Why a client may not ask for status `to` (see order_status_requestable). */
 static const char *not_settable_message(int to) {
   return to == ORDER_CONFIRMED
@@ -86,7 +126,7 @@ svc_result_t order_op_update_status(svc_t *svc, const json_t *data, int *refund)
     }
     const char *cur_name = json_string_value(json_object_get(order, "status"));
     int cur = cur_name ? order_status_parse(cur_name, strlen(cur_name)) : -1;
-    if (order_busy(svc, in.id, in.id_len)) {
+    if (order_busy(svc, in.id, in.id_len) || saga_unfinished(svc, cur, in.id, in.id_len)) {
       json_decref(order);
       /* A payment or refund for it is in flight; its outcome decides. */
       return svc_err(409, "ORDER_BUSY",
@@ -134,17 +174,28 @@ svc_result_t order_op_health(svc_t *svc) {
   if (order_store_ping(svc->store) != 0)
     return svc_err(503, "SERVICE_UNHEALTHY", "Order database check failed");
   json_t *redis = svc->pub ? proto_events_pub_health(svc->pub) : json_null();
-  json_t *r = json_pack("{s:s, s:s, s:s, s:o, s:{s:b, s:b}}", "status", "ok", "service",
-                        "order", "db", "ok", "redis", redis, "upstreams", "user",
-                        svc_upstream_connected(svc, ORDER_UPSTREAM_USER), "payment",
-                        svc_upstream_connected(svc, ORDER_UPSTREAM_PAYMENT));
+  const order_app_t *app = svc->app;
+  json_t *r = json_pack(
+      "{s:s, s:s, s:s, s:o, s:{s:b, s:b, s:b}, s:{s:I, s:I, s:I, s:I, s:I}}", "status", "ok",
+      "service", "order", "db", "ok", "redis", redis, "upstreams", "user",
+      svc_upstream_connected(svc, ORDER_UPSTREAM_USER), "payment",
+      svc_upstream_connected(svc, ORDER_UPSTREAM_PAYMENT), "inventory",
+      svc_upstream_connected(svc, ORDER_UPSTREAM_INVENTORY), "sagas", "inFlight",
+      (json_int_t)app->nflows, "started", (json_int_t)app->sagas_started, "resumed",
+      (json_int_t)app->sagas_resumed, "done", (json_int_t)app->sagas_done, "cancelled",
+      (json_int_t)app->sagas_cancelled);
   return r ? svc_ok(r) : svc_storage_error();
 }
 
 /* --- RPC glue ------------------------------------------------------------------- */
 
 static void on_create_order(proto_rpc_call_t *call, const json_t *data, void *ctx) {
-  order_flow_create(ctx, call, data);
+  order_saga_create(ctx, call, data);
+}
+
+static void on_get_order_saga(proto_rpc_call_t *call, const json_t *data, void *ctx) {
+  uint64_t t0 = uv_hrtime();
+  svc_answer(ctx, call, "get_order_saga", order_op_get_saga(ctx, data), t0);
 }
 
 static void on_refund_order(proto_rpc_call_t *call, const json_t *data, void *ctx) {
@@ -190,6 +241,7 @@ int order_handlers_register(proto_rpc_server_t *srv, svc_t *svc) {
   } table[] = {
       {"create_order", on_create_order},
       {"get_order", on_get_order},
+      {"get_order_saga", on_get_order_saga},
       {"get_orders", on_get_orders},
       {"update_order_status", on_update_order_status},
       {"refund_order", on_refund_order},

@@ -39,6 +39,7 @@
 #define ORDER_SERVICE_PORT_DEFAULT 3002
 #define ORDER_USER_SERVICE_PORT_DEFAULT 3001
 #define ORDER_PAYMENT_SERVICE_PORT_DEFAULT 3003
+#define ORDER_INVENTORY_SERVICE_PORT_DEFAULT 3005
 #define ORDER_DB_FILE "order.db"
 
 #define ORDER_ITEMS_MIN 1
@@ -47,6 +48,7 @@
 #define ORDER_QUANTITY_MIN 1
 #define ORDER_QUANTITY_MAX 10000
 #define ORDER_PRICE_MAX 1000000000            /* minor units per item (10^9) */
+#define ORDER_PRICE_UNSET (-1)                /* an item the client sent no price for */
 /* Largest total, in minor units: JavaScript's Number.MAX_SAFE_INTEGER, so
  * every JSON peer reads the amount exactly. The item limits keep real totals
  * far below (100 * 10^4 * 10^9 = 10^15); the check is the contract. */
@@ -66,6 +68,9 @@
 #define ORDER_REASON_REFUNDED "refunded"
 #define ORDER_REASON_REQUESTED "cancelled_by_request"
 #define ORDER_REASON_INTERNAL "internal_error"
+#define ORDER_REASON_PRICE_CHANGED "price_changed"
+#define ORDER_REASON_INVENTORY_UNAVAILABLE "inventory_unavailable"
+#define ORDER_REASON_STOPPED "service_stopped"
 
 /* --- statuses (status.c) ----------------------------------------------------- */
 
@@ -75,6 +80,7 @@ typedef enum {
   ORDER_SHIPPED,
   ORDER_DELIVERED,
   ORDER_CANCELLED,
+  ORDER_COMPENSATING,                      /* a failed saga undoing its steps */
   ORDER_STATUS_COUNT_,
 } order_status_t;
 
@@ -177,6 +183,36 @@ int order_saga_state_parse(const char *s, size_t len);
 /* "reserve", "charge", ... for log lines; NULL out of range. */
 const char *order_saga_action_name(int action);
 
+/* What an upstream's answer to a saga step means (saga_outcome.c, pure): the
+ * driver feeds the outcome to order_saga_next(); a deadline is the driver's
+ * own decision, never a verdict. */
+typedef struct order_saga_verdict {
+  int outcome;                     /* ORDER_SAGA_OK, _FAILED or _UNKNOWN */
+  char reason[ORDER_REASON_MAX_BYTES]; /* FAILED: the cancelReason */
+  int status;                      /* FAILED: the caller's error status; 0: the caller
+                                      gets the cancelled order (a declined card) */
+  json_t *err;                     /* FAILED with status: the error object to answer
+                                      (owned: json_decref), or NULL */
+  char payment_id[PROTO_ID_MAX];   /* CHARGE, OK: the payment's id */
+} order_saga_verdict_t;
+
+/* Judge the answer to action (an order_saga_action_t) after attempts earlier
+ * tries of it: up_status is the client's PROTO_OK / PROTO_E* code, response
+ * and err the reply's (borrowed; NULL when absent). A NestJS peer's errors
+ * count as errors in every shape it sends them: {error, statusCode} as a
+ * response, {status:"error", message}, a bare string. */
+void order_saga_judge(int action, int attempts, int up_status, const json_t *response,
+                      const json_t *err, order_saga_verdict_t *out);
+
+/* The catalogue's prices for the order's items from the reservation
+ * reserve_inventory answered: prices[i] for items[i] (matched by productId)
+ * and the currency. 0; or -1 with *problem (owned) the caller's error object:
+ * 409 PRICE_CHANGED when a client price differs (details name each item),
+ * 409 CURRENCY_MISMATCH, 502 INVENTORY_SERVICE_ERROR when the reply does not
+ * price an item; *reason is the cancelReason. */
+int order_saga_price(const json_t *order, const json_t *reservation, int64_t *prices,
+                     char currency[4], json_t **problem, const char **reason);
+
 /* --- validation (validate.c) ------------------------------------------------ */
 
 /* Field errors are libvalid's (valid/valid.h): a field inside an item is
@@ -188,7 +224,8 @@ typedef struct order_item_input {
   const char *product_id;
   size_t product_id_len;
   int64_t quantity;                        /* ORDER_QUANTITY_MIN..MAX */
-  int64_t price;                           /* 0..ORDER_PRICE_MAX minor units */
+  int64_t price;                           /* 0..ORDER_PRICE_MAX minor units, or
+                                              ORDER_PRICE_UNSET */
 } order_item_input_t;
 
 typedef struct order_create_input {
@@ -197,7 +234,8 @@ typedef struct order_create_input {
   const char *payment_method;
   size_t payment_method_len;
   char currency[4];                        /* three uppercase letters + NUL */
-  int64_t total;                           /* sum of quantity * price, exact */
+  int64_t total;                           /* sum of quantity * price over the items
+                                              with a price, exact */
   size_t n_items;
   order_item_input_t items[ORDER_ITEMS_MAX];
 } order_create_input_t;
@@ -293,9 +331,19 @@ typedef struct order_saga_row {
   int has_reason;                      /* 0: reason is "" because none was set */
   char reason[ORDER_REASON_MAX_BYTES]; /* what started compensation */
   char updated_at[PROTO_ISO_TIME_LEN];
+  int64_t deadline_ms;                 /* the caller's deadline, epoch ms; 0: none */
+  char request_id[PROTO_ID_MAX];       /* the caller's request id, "" if none */
 } order_saga_row_t;
 
 #define ORDER_SAGA_PAGE_MAX 1000       /* rows per order_store_saga_unfinished() call */
+#define ORDER_SAGA_HISTORY_MAX 200     /* history entries a read returns */
+
+/* Begin the saga of a new order (same transaction as its insert): state,
+ * attempts 0, due now, the caller's deadline (epoch ms, 0: none) and
+ * request id (may be NULL). STORE_EINVAL, STORE_ERROR (also when the row
+ * exists). Appends the state to the history, as order_store_saga_put(). */
+int order_store_saga_begin(order_store_t *s, const char *order_id, size_t id_len, int state,
+                           int64_t deadline_ms, const char *request_id);
 
 /* Write the saga row of an existing order (insert or replace): state,
  * attempts, next_attempt_at_ms and updatedAt; reason when not NULL (NULL
@@ -305,6 +353,22 @@ typedef struct order_saga_row {
  * STORE_ERROR (also: no such order, the foreign key). */
 int order_store_saga_put(order_store_t *s, const char *order_id, size_t id_len, int state,
                          int attempts, int64_t next_attempt_at_ms, const char *reason);
+/* *history = [{state, attempt, at, reason?}], oldest first, at most
+ * ORDER_SAGA_HISTORY_MAX (caller owns). STORE_ERROR. */
+int order_store_saga_history(order_store_t *s, const char *order_id, size_t id_len,
+                             json_t **history);
+/* Give a pending order its catalogue prices: prices[i] for item line i (n
+ * must be the order's item count), totalAmount recomputed exactly, currency.
+ * The object is updated in place. STORE_EINVAL (a total past
+ * ORDER_TOTAL_MAX, a bad currency), ORDER_STORE_CONFLICT (not pending),
+ * STORE_ERROR. Not atomic by itself: inside order_store_atomic_*(). */
+int order_store_price(order_store_t *s, json_t *order, const int64_t *prices, size_t n,
+                      const char *currency);
+/* A group of writes that applies whole or not at all inside the open
+ * transaction (a savepoint): begin, the writes, end(keep = 1 when every write
+ * succeeded, 0 to undo them). 0 or STORE_ERROR. */
+int order_store_atomic_begin(order_store_t *s);
+int order_store_atomic_end(order_store_t *s, int keep);
 /* *out = the saga row of the order. ORDER_STORE_NOT_FOUND or STORE_ERROR. */
 int order_store_saga_get(order_store_t *s, const char *order_id, size_t id_len,
                          order_saga_row_t *out);
@@ -330,6 +394,7 @@ int order_store_settings(order_store_t *s, char *journal_mode, size_t size, int 
 enum {
   ORDER_UPSTREAM_USER = 0,         /* the user service: get_user */
   ORDER_UPSTREAM_PAYMENT = 1,      /* the payment service: process_payment, refund_payment */
+  ORDER_UPSTREAM_INVENTORY = 2,    /* the inventory service: reserve, commit, release */
   ORDER_UPSTREAMS_,
 };
 
@@ -337,13 +402,35 @@ enum {
  * empty), status changes of that order wait for it. Embedded in the flow. */
 typedef struct order_inflight {
   char order_id[ORDER_ID_MAX_BYTES + 1]; /* the order owned, "" = none yet */
-  struct order_inflight *prev, *next;
+  size_t id_len;
+  struct order_inflight *prev, *next;    /* every operation in flight */
+  struct order_inflight *hnext;          /* the owned ones, by order id */
+  uint32_t hash;
+  int owned;
+  int kind;                              /* ORDER_INFLIGHT_FLOW or _SAGA */
 } order_inflight_t;
+
+enum { ORDER_INFLIGHT_FLOW = 0, ORDER_INFLIGHT_SAGA = 1 };
+
+/* The saga driver's settings (saga_run.c reads them in configure()). */
+typedef struct order_saga_settings {
+  int64_t retry_max_ms;            /* cap of a retry's backoff (ORDER_SAGA_RETRY_MAX_MS) */
+  int crash_at;                    /* an order_saga_crash_t: test-only fault injection */
+  unsigned resume_max;             /* sagas resumed at once after a restart */
+} order_saga_settings_t;
+
+struct order_saga_resumer;         /* saga_run.c */
 
 /* The order service's own state, svc->app. */
 typedef struct order_app {
-  order_inflight_t *flows;         /* operations in flight */
+  order_inflight_t *flows;         /* operations in flight (flows and sagas) */
   size_t nflows;
+  order_inflight_t **buckets;      /* the owned ones by order id: nbuckets, a power of 2 */
+  size_t nbuckets, nowned;
+  order_saga_settings_t saga;
+  int stopping;                    /* no new saga step is sent; sagas park */
+  struct order_saga_resumer *resumer;
+  uint64_t sagas_started, sagas_resumed, sagas_done, sagas_cancelled;
 } order_app_t;
 
 /* What the order service sets on a context svc_main() made: app (zeroed
@@ -359,17 +446,22 @@ void order_svc_init(svc_t *svc, uv_loop_t *loop, order_store_t *store, store_gro
 /* Register e (its order_id "") as in flight / no longer. */
 void order_inflight_add(svc_t *svc, order_inflight_t *e);
 void order_inflight_remove(svc_t *svc, order_inflight_t *e);
-/* From now on e owns the order id (at most ORDER_ID_MAX_BYTES, cut beyond). */
-void order_inflight_own(order_inflight_t *e, const char *id);
-/* Non-zero when an operation in flight (create_order charging it, a refund)
+/* From now on e owns the order id (at most ORDER_ID_MAX_BYTES, cut beyond):
+ * indexed, so the lookups below are O(1). 0, or -1 on ENOMEM (the index
+ * could not grow: e still owns it, found by a scan). */
+int order_inflight_own(svc_t *svc, order_inflight_t *e, const char *id);
+/* The operation in flight that owns the order, or NULL. */
+order_inflight_t *order_inflight_find(const svc_t *svc, const char *id, size_t id_len);
+/* Non-zero when an operation in flight (a create_order saga, a refund)
  * owns the order: status changes wait until it ends. */
 int order_busy(const svc_t *svc, const char *id, size_t id_len);
+/* Free the index (the service's teardown; the operations are gone). */
+void order_inflight_free(svc_t *svc);
 
 /* --- multi-step operations (flow.c) ------------------------------------------- */
 
-/* Start create_order / refund_order for call; the call is answered when the
- * flow ends (possibly before these return). data is borrowed. */
-void order_flow_create(svc_t *svc, proto_rpc_call_t *call, const json_t *data);
+/* Start refund_order for call; the call is answered when the flow ends
+ * (possibly before this returns). data is borrowed. */
 void order_flow_refund(svc_t *svc, proto_rpc_call_t *call, const json_t *data);
 /* update_order_status {id, status: "cancelled"} of a paid (confirmed) order:
  * refund_order's steps on that id (refund_payment, confirmed -> cancelled
@@ -377,6 +469,37 @@ void order_flow_refund(svc_t *svc, proto_rpc_call_t *call, const json_t *data);
  * update_order_status. Started by the handler once order_op_update_status()
  * asked for it. */
 void order_flow_cancel_paid(svc_t *svc, proto_rpc_call_t *call, const json_t *data);
+
+/* --- the create-order saga's driver (saga_run.c) ------------------------------ */
+
+#define ORDER_SAGA_RESUME_MAX_DEFAULT 256
+
+/* Test-only fault injection (ORDER_SAGA_CRASH_AT): _exit(86) the first time
+ * the saga reaches the boundary, as a kill -9 would. */
+typedef enum {
+  ORDER_SAGA_CRASH_NONE = 0,
+  ORDER_SAGA_CRASH_AFTER_PENDING,       /* order + saga committed, reserve not sent */
+  ORDER_SAGA_CRASH_AFTER_RESERVE,       /* reserve answered OK, nothing written */
+  ORDER_SAGA_CRASH_AFTER_PAYMENT,       /* the charge answered, nothing written */
+  ORDER_SAGA_CRASH_AFTER_COMMIT,        /* commit_inventory answered OK, nothing written */
+  ORDER_SAGA_CRASH_DURING_COMPENSATION, /* a compensation state committed, its step not sent */
+} order_saga_crash_t;
+
+/* ORDER_SAGA_RETRY_MAX_MS, ORDER_SAGA_RESUME_MAX, ORDER_SAGA_CRASH_AT. 0 or
+ * -1 (logged as config_invalid). */
+int order_saga_settings_from_env(order_saga_settings_t *out);
+/* create_order: validate, check the user, then run the saga; the call is
+ * answered when it ends or when its deadline passes. data is borrowed. */
+void order_saga_create(svc_t *svc, proto_rpc_call_t *call, const json_t *data);
+/* Resume every unfinished saga in the store (at start-up), at most
+ * settings.resume_max at once. 0 or -1 (logged). */
+int order_saga_resume_start(svc_t *svc);
+/* The service is stopping: no new step is sent; sagas park (their rows stay
+ * for the next start) and the resumer stops. */
+void order_saga_stop(svc_t *svc);
+/* Wall-clock milliseconds since the epoch (the sagas' due times and deadlines
+ * survive a restart). */
+int64_t order_wall_ms(void);
 
 /* --- RPC handlers (handlers.c) ---------------------------------------------- */
 
@@ -395,6 +518,9 @@ svc_result_t order_op_list(svc_t *svc, const json_t *data);
  * the same data; otherwise *refund is 0. refund must not be NULL. */
 svc_result_t order_op_update_status(svc_t *svc, const json_t *data, int *refund);
 svc_result_t order_op_health(svc_t *svc);
+/* get_order_saga {id}: {orderId, state, finished, inFlight, attempts,
+ * reason?, updatedAt, history}; 404 ORDER_NOT_FOUND / SAGA_NOT_FOUND. */
+svc_result_t order_op_get_saga(svc_t *svc, const json_t *data);
 
 /* Register create_order, get_order, get_orders, update_order_status,
  * refund_order and health on srv, with svc as their context (set up with

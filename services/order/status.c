@@ -10,16 +10,19 @@
 static const char *const names[ORDER_STATUS_COUNT_] = {
     [ORDER_PENDING] = "pending",     [ORDER_CONFIRMED] = "confirmed",
     [ORDER_SHIPPED] = "shipped",     [ORDER_DELIVERED] = "delivered",
-    [ORDER_CANCELLED] = "cancelled",
+    [ORDER_CANCELLED] = "cancelled", [ORDER_COMPENSATING] = "compensating",
 };
 
-/* allowed[from][to]: what the service may do. pending waits for the payment
- * (create_order confirms or cancels it); a confirmed order can still be
+/* allowed[from][to]: what the service may do. pending is a saga in progress
+ * (create_order confirms it, or cancels it, through compensating when a
+ * step that happened must be undone); a confirmed order can still be
  * cancelled (refund) until it ships; delivered and cancelled are final. A
  * status never moves to itself. What a client may ask for is narrower:
  * order_status_requestable() below. */
 static const unsigned char allowed[ORDER_STATUS_COUNT_][ORDER_STATUS_COUNT_] = {
-    [ORDER_PENDING] = {[ORDER_CONFIRMED] = 1, [ORDER_CANCELLED] = 1},
+    [ORDER_PENDING] = {[ORDER_CONFIRMED] = 1, [ORDER_CANCELLED] = 1, [ORDER_COMPENSATING] = 1},
+    /* A failed saga undoing its steps (refund, release): it ends cancelled. */
+    [ORDER_COMPENSATING] = {[ORDER_CANCELLED] = 1},
     [ORDER_CONFIRMED] = {[ORDER_SHIPPED] = 1, [ORDER_CANCELLED] = 1},
     [ORDER_SHIPPED] = {[ORDER_DELIVERED] = 1},
 };

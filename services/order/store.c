@@ -22,7 +22,7 @@
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
-#define ORDER_SCHEMA_VERSION 4
+#define ORDER_SCHEMA_VERSION 5
 
 enum {
   STMT_SAVEPOINT,
@@ -40,6 +40,14 @@ enum {
   STMT_SAGA_PUT,
   STMT_SAGA_GET,
   STMT_SAGA_UNFINISHED,
+  STMT_SAGA_BEGIN,
+  STMT_SAGA_STEP,
+  STMT_SAGA_HISTORY,
+  STMT_PRICE_ITEM,
+  STMT_PRICE_ORDER,
+  STMT_WRITE_BEGIN,
+  STMT_WRITE_RELEASE,
+  STMT_WRITE_ROLLBACK,
   STMT_COUNT_ALL_,
 };
 
@@ -47,7 +55,8 @@ enum {
   "id, user_id, total_amount, currency, status, payment_method, payment_id,"            \
   " cancel_reason, created_at, updated_at"
 
-#define ORDER_SAGA_COLUMNS "order_id, state, attempts, next_attempt_at, reason, updated_at"
+#define ORDER_SAGA_COLUMNS                                                              \
+  "order_id, state, attempts, next_attempt_at, reason, updated_at, deadline_at, request_id"
 /* Finished sagas are never resumed: kept for reading, out of the index. */
 #define ORDER_SAGA_UNFINISHED_SQL "state <> 'done' AND state <> 'cancelled'"
 
@@ -98,6 +107,24 @@ static const char *const stmt_sql[STMT_COUNT_ALL_] = {
                              " AND next_attempt_at <= ?1"
                              " AND (next_attempt_at, order_id) > (?2, ?3)"
                              " ORDER BY next_attempt_at, order_id LIMIT ?4",
+    /* A saga's first row: what only the start knows (the caller's deadline
+     * and request id, carried into every step after a restart too). */
+    [STMT_SAGA_BEGIN] = "INSERT INTO sagas (order_id, state, attempts, next_attempt_at, reason,"
+                        " updated_at, deadline_at, request_id)"
+                        " VALUES (?1, ?2, 0, ?3, NULL, ?4, ?5, ?6)",
+    /* Every state written is also appended to the saga's history. */
+    [STMT_SAGA_STEP] = "INSERT INTO saga_steps (order_id, state, attempt, reason, at)"
+                       " VALUES (?1, ?2, ?3, ?4, ?5)",
+    [STMT_SAGA_HISTORY] = "SELECT state, attempt, reason, at FROM saga_steps"
+                          " WHERE order_id = ?1 ORDER BY id LIMIT ?2",
+    [STMT_PRICE_ITEM] = "UPDATE order_items SET price = ?3 WHERE order_id = ?1 AND line = ?2",
+    [STMT_PRICE_ORDER] = "UPDATE orders SET total_amount = ?2, currency = ?3, updated_at = ?4"
+                         " WHERE id = ?1 AND status = 'pending'",
+    /* One saga transition (order change, saga row, history, outbox event)
+     * applies whole or not at all inside the turn's transaction. */
+    [STMT_WRITE_BEGIN] = "SAVEPOINT saga_write",
+    [STMT_WRITE_RELEASE] = "RELEASE saga_write",
+    [STMT_WRITE_ROLLBACK] = "ROLLBACK TO saga_write",
 };
 
 struct order_store {
@@ -114,9 +141,12 @@ static int step_done(order_store_t *s, int which, const char *op) {
 /* One item of an order from a row of (product_id, quantity, price). */
 static json_t *row_to_item(sqlite3_stmt *st, void *arg) {
   (void)arg;
-  return json_pack("{s:o, s:I, s:I}", "productId", store_column_json(st, 0), "quantity",
+  /* price is NULL until the catalogue priced an item the client sent none for. */
+  return json_pack("{s:o, s:I, s:o}", "productId", store_column_json(st, 0), "quantity",
                    (json_int_t)sqlite3_column_int64(st, 1), "price",
-                   (json_int_t)sqlite3_column_int64(st, 2));
+                   sqlite3_column_type(st, 2) == SQLITE_NULL
+                       ? json_null()
+                       : json_integer(sqlite3_column_int64(st, 2)));
 }
 
 /* The items of an order, in line order. NULL on failure (logged). */
@@ -222,6 +252,55 @@ static const store_db_migration_t migrations[ORDER_SCHEMA_VERSION] = {
      " updated_at TEXT NOT NULL);"
      "CREATE INDEX sagas_unfinished ON sagas (next_attempt_at, order_id)"
      " WHERE " ORDER_SAGA_UNFINISHED_SQL ";"},
+    /* v5. The saga drives create_order. orders gains the status
+     * 'compensating' (visible while a failed saga undoes its steps; a CHECK
+     * cannot be altered: rebuilt as in v2, and the references of order_items
+     * and sagas name the new table once renamed). An item's price may be
+     * NULL: the client sent none and the catalogue has not priced it yet
+     * (order_items rebuilt the same way). sagas keeps the caller's
+     * deadline (epoch ms, 0: none) and request id for the steps a restart
+     * re-sends, and saga_steps is each saga's history, in write order. */
+    {"CREATE TABLE orders_v5 ("
+     " id TEXT PRIMARY KEY NOT NULL,"
+     " user_id TEXT NOT NULL,"
+     " total_amount INTEGER NOT NULL CHECK (total_amount >= 0),"
+     " currency TEXT NOT NULL,"
+     " status TEXT NOT NULL CHECK (status = 'pending' OR status = 'confirmed'"
+     "  OR status = 'shipped' OR status = 'delivered' OR status = 'cancelled'"
+     "  OR status = 'compensating'),"
+     " payment_method TEXT NOT NULL,"
+     " payment_id TEXT,"
+     " cancel_reason TEXT,"
+     " created_at TEXT NOT NULL,"
+     " updated_at TEXT NOT NULL);"
+     "INSERT INTO orders_v5 (id, user_id, total_amount, currency, status, payment_method,"
+     " payment_id, cancel_reason, created_at, updated_at)"
+     " SELECT id, user_id, total_amount, currency, status, payment_method, payment_id,"
+     " cancel_reason, created_at, updated_at FROM orders;"
+     "DROP TABLE orders;"
+     "ALTER TABLE orders_v5 RENAME TO orders;"
+     "CREATE INDEX orders_user_created ON orders (user_id, created_at);"
+     "CREATE TABLE order_items_v5 ("
+     " order_id TEXT NOT NULL REFERENCES orders (id),"
+     " line INTEGER NOT NULL,"
+     " product_id TEXT NOT NULL,"
+     " quantity INTEGER NOT NULL CHECK (quantity > 0),"
+     " price INTEGER CHECK (price >= 0),"
+     " PRIMARY KEY (order_id, line)) WITHOUT ROWID;"
+     "INSERT INTO order_items_v5 (order_id, line, product_id, quantity, price)"
+     " SELECT order_id, line, product_id, quantity, price FROM order_items;"
+     "DROP TABLE order_items;"
+     "ALTER TABLE order_items_v5 RENAME TO order_items;"
+     "ALTER TABLE sagas ADD COLUMN deadline_at INTEGER NOT NULL DEFAULT 0;"
+     "ALTER TABLE sagas ADD COLUMN request_id TEXT;"
+     "CREATE TABLE saga_steps ("
+     " id INTEGER PRIMARY KEY,"
+     " order_id TEXT NOT NULL REFERENCES orders (id),"
+     " state TEXT NOT NULL,"
+     " attempt INTEGER NOT NULL,"
+     " reason TEXT,"
+     " at TEXT NOT NULL);"
+     "CREATE INDEX saga_steps_order ON saga_steps (order_id, id);"},
 };
 
 /* --- open / close ------------------------------------------------------------ */
@@ -258,6 +337,22 @@ int order_store_settings(order_store_t *s, char *journal_mode, size_t size, int 
 
 /* --- writes ------------------------------------------------------------------ */
 
+/* An item's price until the catalogue prices it: the client's, else null. */
+static json_t *item_price_json(const order_item_input_t *it) {
+  return it->price == ORDER_PRICE_UNSET ? json_null() : json_integer(it->price);
+}
+
+static int bind_price(sqlite3_stmt *st, int col, const order_item_input_t *it) {
+  if (it->price != ORDER_PRICE_UNSET)
+    return store_bind_i64(st, col, it->price);
+  int rc = sqlite3_bind_null(st, col);
+  if (rc != SQLITE_OK) {
+    proto_log(PROTO_LOG_ERROR, NULL, "storage_error", "bind null: %s", sqlite3_errstr(rc));
+    return -1;
+  }
+  return 0;
+}
+
 /* The reply for a new order, built from what was stored. */
 static json_t *new_order_json(const char *id, const order_create_input_t *in, const char *now) {
   json_t *items = json_array();
@@ -265,10 +360,10 @@ static json_t *new_order_json(const char *id, const order_create_input_t *in, co
     return NULL;
   for (size_t i = 0; i < in->n_items; i++) {
     const order_item_input_t *it = &in->items[i];
-    if (json_array_append_new(items, json_pack("{s:s%, s:I, s:I}", "productId",
+    if (json_array_append_new(items, json_pack("{s:s%, s:I, s:o}", "productId",
                                                it->product_id, it->product_id_len,
                                                "quantity", (json_int_t)it->quantity, "price",
-                                               (json_int_t)it->price)) != 0) {
+                                               item_price_json(it))) != 0) {
       json_decref(items);
       return NULL;
     }
@@ -317,7 +412,7 @@ int order_store_create(order_store_t *s, const order_create_input_t *in, json_t 
     const order_item_input_t *it = &in->items[i];
     if (store_bind_str(st, 1, id) != 0 || store_bind_i64(st, 2, (int64_t)i) != 0 ||
         store_bind_text(st, 3, it->product_id, it->product_id_len) != 0 ||
-        store_bind_i64(st, 4, it->quantity) != 0 || store_bind_i64(st, 5, it->price) != 0) {
+        store_bind_i64(st, 4, it->quantity) != 0 || bind_price(st, 5, it) != 0) {
       store_stmt_done(st);
       goto out;
     }
@@ -466,6 +561,19 @@ int order_store_ping(order_store_t *s) {
 
 /* --- sagas ------------------------------------------------------------------ */
 
+/* Append a state to the saga's history (saga_steps). */
+static int saga_step(order_store_t *s, const char *order_id, size_t id_len, const char *state,
+                     int attempt, const char *reason, const char *now) {
+  sqlite3_stmt *st = s->c.stmt[STMT_SAGA_STEP];
+  if (store_bind_text(st, 1, order_id, id_len) != 0 || store_bind_str(st, 2, state) != 0 ||
+      store_bind_i64(st, 3, attempt) != 0 || store_bind_str(st, 4, reason) != 0 ||
+      store_bind_str(st, 5, now) != 0) {
+    store_stmt_done(st);
+    return STORE_ERROR;
+  }
+  return step_done(s, STMT_SAGA_STEP, "saga step");
+}
+
 int order_store_saga_put(order_store_t *s, const char *order_id, size_t id_len, int state,
                          int attempts, int64_t next_attempt_at_ms, const char *reason) {
   char now[PROTO_ISO_TIME_LEN];
@@ -481,7 +589,29 @@ int order_store_saga_put(order_store_t *s, const char *order_id, size_t id_len, 
     store_stmt_done(st);
     return STORE_ERROR;
   }
-  return step_done(s, STMT_SAGA_PUT, "put saga");
+  if (step_done(s, STMT_SAGA_PUT, "put saga") != 0)
+    return STORE_ERROR;
+  return saga_step(s, order_id, id_len, name, attempts, reason, now);
+}
+
+int order_store_saga_begin(order_store_t *s, const char *order_id, size_t id_len, int state,
+                           int64_t deadline_ms, const char *request_id) {
+  char now[PROTO_ISO_TIME_LEN];
+  const char *name = order_saga_state_name(state);
+  sqlite3_stmt *st = s->c.stmt[STMT_SAGA_BEGIN];
+  if (!name || id_len == 0 || id_len > ORDER_ID_MAX_BYTES || deadline_ms < 0 ||
+      (request_id && strlen(request_id) >= PROTO_ID_MAX))
+    return STORE_EINVAL;
+  proto_time_iso(now);
+  if (store_bind_text(st, 1, order_id, id_len) != 0 || store_bind_str(st, 2, name) != 0 ||
+      store_bind_i64(st, 3, order_wall_ms()) != 0 || store_bind_str(st, 4, now) != 0 ||
+      store_bind_i64(st, 5, deadline_ms) != 0 || store_bind_str(st, 6, request_id) != 0) {
+    store_stmt_done(st);
+    return STORE_ERROR;
+  }
+  if (step_done(s, STMT_SAGA_BEGIN, "begin saga") != 0)
+    return STORE_ERROR;
+  return saga_step(s, order_id, id_len, name, 0, NULL, now);
 }
 
 /* A row of ORDER_SAGA_COLUMNS into *out. STORE_ERROR when a column is not
@@ -505,6 +635,9 @@ static int row_to_saga(sqlite3_stmt *st, order_saga_row_t *out) {
   out->has_reason = reason != NULL;
   snprintf(out->reason, sizeof(out->reason), "%s", reason ? reason : "");
   snprintf(out->updated_at, sizeof(out->updated_at), "%s", updated);
+  out->deadline_ms = sqlite3_column_int64(st, 6);
+  const char *rid = (const char *)sqlite3_column_text(st, 7);
+  snprintf(out->request_id, sizeof(out->request_id), "%s", rid ? rid : "");
   return STORE_OK;
 }
 
@@ -554,5 +687,117 @@ out:
   if (ret != STORE_OK)
     *n = 0;
   store_stmt_done(st);
+  return ret;
+}
+
+/* One history entry from a row of (state, attempt, reason, at). */
+static json_t *row_to_step(sqlite3_stmt *st, void *arg) {
+  (void)arg;
+  json_t *e = json_pack("{s:o, s:I, s:o}", "state", store_column_json(st, 0), "attempt",
+                        (json_int_t)sqlite3_column_int64(st, 1), "at",
+                        store_column_json(st, 3));
+  if (e && sqlite3_column_type(st, 2) != SQLITE_NULL &&
+      json_object_set_new(e, "reason", store_column_json(st, 2)) != 0) {
+    json_decref(e);
+    e = NULL;
+  }
+  return e;
+}
+
+int order_store_saga_history(order_store_t *s, const char *order_id, size_t id_len,
+                             json_t **history) {
+  sqlite3_stmt *st = s->c.stmt[STMT_SAGA_HISTORY];
+  int ret = STORE_ERROR;
+  *history = NULL;
+  if (store_bind_text(st, 1, order_id, id_len) == 0 &&
+      store_bind_i64(st, 2, ORDER_SAGA_HISTORY_MAX) == 0)
+    ret = store_stmt_rows(st, row_to_step, NULL, "saga history", "cannot build saga history",
+                          history);
+  store_stmt_done(st);
+  return ret;
+}
+
+/* --- atomic groups of writes ------------------------------------------------ */
+
+int order_store_atomic_begin(order_store_t *s) {
+  return step_done(s, STMT_WRITE_BEGIN, "savepoint");
+}
+
+int order_store_atomic_end(order_store_t *s, int keep) {
+  if (keep)
+    return step_done(s, STMT_WRITE_RELEASE, "release");
+  /* SQLite may already have rolled the whole transaction back (then there
+   * is no savepoint left to roll back to). */
+  if (sqlite3_get_autocommit(s->c.db) == 0 && step_done(s, STMT_WRITE_ROLLBACK, "rollback to") == 0)
+    step_done(s, STMT_WRITE_RELEASE, "release");
+  return STORE_OK;
+}
+
+/* --- prices ------------------------------------------------------------------ */
+
+int order_store_price(order_store_t *s, json_t *order, const int64_t *prices, size_t n,
+                      const char *currency) {
+  char now[PROTO_ISO_TIME_LEN];
+  const char *id = json_string_value(json_object_get(order, "id"));
+  json_t *items = json_object_get(order, "items");
+  int64_t total = 0;
+  if (!id || !json_is_array(items) || json_array_size(items) != n || !currency ||
+      strlen(currency) != 3)
+    return STORE_EINVAL;
+  for (size_t i = 0; i < n; i++) {
+    json_int_t q = json_integer_value(json_object_get(json_array_get(items, i), "quantity"));
+    if (order_total_add(&total, q, prices[i]) != 0)
+      return STORE_EINVAL;
+  }
+  /* Every value the object gets is made first: once rows changed, patching
+   * it must not fail (replacing a key's value does not allocate). */
+  json_t *vals[ORDER_ITEMS_MAX];
+  json_t *jtotal = json_integer(total), *jcur = json_string(currency), *jnow = NULL;
+  size_t made = 0;
+  int ret = STORE_ERROR;
+  proto_time_iso(now);
+  jnow = json_string(now);
+  for (; made < n && made < ORDER_ITEMS_MAX; made++)
+    if (!(vals[made] = json_integer(prices[made])))
+      break;
+  if (!jtotal || !jcur || !jnow || made != n)
+    goto out;
+  sqlite3_stmt *st = s->c.stmt[STMT_PRICE_ORDER];
+  if (store_bind_str(st, 1, id) != 0 || store_bind_i64(st, 2, total) != 0 ||
+      store_bind_str(st, 3, currency) != 0 || store_bind_str(st, 4, now) != 0) {
+    store_stmt_done(st);
+    goto out;
+  }
+  if (step_done(s, STMT_PRICE_ORDER, "price order") != 0)
+    goto out;
+  if (sqlite3_changes(s->c.db) == 0) {
+    ret = ORDER_STORE_CONFLICT; /* no longer pending */
+    goto out;
+  }
+  st = s->c.stmt[STMT_PRICE_ITEM];
+  for (size_t i = 0; i < n; i++) {
+    if (store_bind_str(st, 1, id) != 0 || store_bind_i64(st, 2, (int64_t)i) != 0 ||
+        store_bind_i64(st, 3, prices[i]) != 0) {
+      store_stmt_done(st);
+      goto out;
+    }
+    if (step_done(s, STMT_PRICE_ITEM, "price item") != 0)
+      goto out;
+  }
+  for (size_t i = 0; i < n; i++) {
+    json_object_set_new(json_array_get(items, i), "price", vals[i]);
+    vals[i] = NULL;
+  }
+  json_object_set_new(order, "totalAmount", jtotal);
+  json_object_set_new(order, "currency", jcur);
+  json_object_set_new(order, "updatedAt", jnow);
+  jtotal = jcur = jnow = NULL;
+  ret = STORE_OK;
+out:
+  for (size_t i = 0; i < made; i++)
+    json_decref(vals[i]);
+  json_decref(jtotal);
+  json_decref(jcur);
+  json_decref(jnow);
   return ret;
 }

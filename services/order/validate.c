@@ -62,7 +62,11 @@ static void validate_item(const json_t *item, size_t index, order_item_input_t *
                  &out->product_id_len, &item_errs);
   valid_req_int(item, "quantity", ORDER_QUANTITY_MIN, ORDER_QUANTITY_MAX, MSG_QUANTITY,
                 &out->quantity, &item_errs);
-  valid_req_int(item, "price", 0, ORDER_PRICE_MAX, MSG_PRICE, &out->price, &item_errs);
+  /* Optional: the catalogue prices the order. A client that sends one (a
+   * NestJS order carries it) must match the catalogue (409 PRICE_CHANGED). */
+  out->price = ORDER_PRICE_UNSET;
+  if (json_object_get(item, "price") && !json_is_null(json_object_get(item, "price")))
+    valid_req_int(item, "price", 0, ORDER_PRICE_MAX, MSG_PRICE, &out->price, &item_errs);
   valid_reject_unknown(item, allowed, &item_errs);
   valid_verrs_nest(errs, prefix, &item_errs);
 }
@@ -91,7 +95,8 @@ int order_validate_create(const json_t *data, order_create_input_t *out,
       validate_item(json_array_get(items, i), i, &out->items[i], errs);
     /* The total only means something when every item is valid. */
     for (size_t i = 0; errs->n == before && i < out->n_items; i++)
-      if (order_total_add(&out->total, out->items[i].quantity, out->items[i].price) != 0)
+      if (out->items[i].price != ORDER_PRICE_UNSET &&
+          order_total_add(&out->total, out->items[i].quantity, out->items[i].price) != 0)
         valid_verr_add_static(errs, "items", MSG_TOTAL);
   }
 

@@ -61,6 +61,14 @@ void svc_answer(svc_t *svc, proto_rpc_call_t *call, const char *pattern, svc_res
  * transaction is open. 0 or PROTO_ENOMEM/PROTO_ECLOSED (fn will not run). */
 int svc_after_commit(svc_t *svc, store_group_fn fn, void *arg);
 
+/* An event caused by the turn's writes that is not a request's result (a
+ * saga's transition, a timer's work): with an outbox it is written there in
+ * the turn's transaction (it commits with the data or not at all, and the
+ * relay sends it after the COMMIT); without one it is published after the
+ * COMMIT, or dropped if the COMMIT fails. data stolen (NULL: ENOMEM, logged).
+ * 0, or -1 (logged): with an outbox the caller should undo its writes. */
+int svc_event_stage(svc_t *svc, const char *pattern, json_t *data, const char *request_id);
+
 /* An event handled by the service: log it ("event", or "event_ignored" at
  * WARN for a 4xx and ERROR for a 5xx) and release r. */
 void svc_event_done(const svc_t *svc, const char *pattern, const char *request_id,

@@ -14,8 +14,8 @@
 
 static void test_names_round_trip(void **state) {
   (void)state;
-  static const char *const expect[] = {"pending", "confirmed", "shipped", "delivered",
-                                       "cancelled"};
+  static const char *const expect[] = {"pending",   "confirmed", "shipped",
+                                       "delivered", "cancelled", "compensating"};
   for (int i = 0; i < ORDER_STATUS_COUNT_; i++) {
     assert_string_equal(order_status_name(i), expect[i]);
     assert_int_equal(order_status_parse(expect[i], strlen(expect[i])), i);
@@ -38,13 +38,15 @@ static void test_parse_is_exact(void **state) {
 static void test_transition_table(void **state) {
   (void)state;
   /* The whole table, row by row: from -> {pending, confirmed, shipped,
-   * delivered, cancelled}. */
+   * delivered, cancelled, compensating}. A failed saga goes pending ->
+   * compensating -> cancelled. */
   static const int expect[ORDER_STATUS_COUNT_][ORDER_STATUS_COUNT_] = {
-      [ORDER_PENDING] = {0, 1, 0, 0, 1},
-      [ORDER_CONFIRMED] = {0, 0, 1, 0, 1},
-      [ORDER_SHIPPED] = {0, 0, 0, 1, 0},
-      [ORDER_DELIVERED] = {0, 0, 0, 0, 0},
-      [ORDER_CANCELLED] = {0, 0, 0, 0, 0},
+      [ORDER_PENDING] = {0, 1, 0, 0, 1, 1},
+      [ORDER_CONFIRMED] = {0, 0, 1, 0, 1, 0},
+      [ORDER_SHIPPED] = {0, 0, 0, 1, 0, 0},
+      [ORDER_DELIVERED] = {0, 0, 0, 0, 0, 0},
+      [ORDER_CANCELLED] = {0, 0, 0, 0, 0, 0},
+      [ORDER_COMPENSATING] = {0, 0, 0, 0, 1, 0},
   };
   for (int from = 0; from < ORDER_STATUS_COUNT_; from++)
     for (int to = 0; to < ORDER_STATUS_COUNT_; to++) {
@@ -61,7 +63,7 @@ static void test_requestable_statuses(void **state) {
    * table above keeps pending -> confirmed: create_order makes that move. */
   static const int expect[ORDER_STATUS_COUNT_] = {
       [ORDER_PENDING] = 0,  [ORDER_CONFIRMED] = 0, [ORDER_SHIPPED] = 1,
-      [ORDER_DELIVERED] = 1, [ORDER_CANCELLED] = 1,
+      [ORDER_DELIVERED] = 1, [ORDER_CANCELLED] = 1, [ORDER_COMPENSATING] = 0,
   };
   for (int to = 0; to < ORDER_STATUS_COUNT_; to++)
     if (!!order_status_requestable(to) != expect[to])

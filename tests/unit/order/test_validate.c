@@ -136,7 +136,6 @@ static void test_create_quantity_and_price_limits(void **state) {
       {"{\"productId\":\"p\",\"quantity\":1,\"price\":19.99}", "items[0].price"},
       {"{\"productId\":\"p\",\"quantity\":1,\"price\":1e300}", "items[0].price"},
       {"{\"productId\":\"p\",\"quantity\":1,\"price\":\"100\"}", "items[0].price"},
-      {"{\"productId\":\"p\",\"quantity\":1,\"price\":null}", "items[0].price"},
       {"{\"productId\":\"p\",\"quantity\":1,\"price\":9223372036854775807}", "items[0].price"},
       {"{\"productId\":\"\",\"quantity\":1,\"price\":1}", "items[0].productId"},
       {"{\"productId\":7,\"quantity\":1,\"price\":1}", "items[0].productId"},
@@ -152,8 +151,20 @@ static void test_create_quantity_and_price_limits(void **state) {
     expect_error(d, bad[i].field, NULL);
     json_decref(d);
   }
+  /* price is optional (the catalogue prices the order): absent or null is
+   * ORDER_PRICE_UNSET and counts nothing towards the client's total */
+  json_t *d = parse("{\"userId\":\"u\",\"paymentMethod\":\"m\",\"items\":["
+                    "{\"productId\":\"p\",\"quantity\":2},"
+                    "{\"productId\":\"q\",\"quantity\":1,\"price\":null},"
+                    "{\"productId\":\"r\",\"quantity\":1,\"price\":7}]}");
+  const order_create_input_t *in = valid(d);
+  assert_int_equal(in->items[0].price, ORDER_PRICE_UNSET);
+  assert_int_equal(in->items[1].price, ORDER_PRICE_UNSET);
+  assert_int_equal(in->items[2].price, 7);
+  assert_int_equal(in->total, 7);
+  json_decref(d);
   /* boundaries accepted */
-  json_t *d = body(1, ORDER_QUANTITY_MAX, ORDER_PRICE_MAX);
+  d = body(1, ORDER_QUANTITY_MAX, ORDER_PRICE_MAX);
   assert_int_equal(valid(d)->total, (int64_t)ORDER_QUANTITY_MAX * ORDER_PRICE_MAX);
   json_decref(d);
   d = body(1, ORDER_QUANTITY_MIN, 0);
