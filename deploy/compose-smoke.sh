@@ -225,16 +225,31 @@ expect 404
 if [ "${SMOKE_USERS_ONLY:-0}" = 1 ]; then
   log "SMOKE_USERS_ONLY=1: skipping orders, payments and notifications"
 else
-  log "walkthrough: orders, payments, notifications"
-  req POST /orders "{\"userId\":\"$user\",\"items\":[{\"productId\":\"p1\",\"quantity\":2,\"price\":1999}],\"paymentMethod\":\"tok_visa\"}"
+  log "walkthrough: products, orders (the saga), payments, notifications"
+  req POST /products '{"id":"p1","name":"Keyboard","price":1999,"stock":10}'
+  expect 201 'j["stock"] == 10 and j["reserved"] == 0'
+  req POST /products '{"id":"p2","name":"Mouse","price":500,"stock":25}'
+  expect 201
+  # No client price: the catalogue prices the order.
+  req POST /orders "{\"userId\":\"$user\",\"items\":[{\"productId\":\"p1\",\"quantity\":2}],\"paymentMethod\":\"tok_visa\"}"
   [ "$status" != 404 ] || die "POST /orders is 404: the gateway has no order routes (yet?)"
   expect 201 'j["status"] == "confirmed" and j["totalAmount"] == 3998 and j["paymentId"]'
   order=$(field id)
+  req GET /products/p1
+  expect 200 'j["stock"] == 8 and j["reserved"] == 0'
+  req GET "/orders/$order/saga"
+  expect 200 'j["state"] == "done" and [h["state"] for h in j["history"]][-1] == "done"'
+  req POST /orders "{\"userId\":\"$user\",\"items\":[{\"productId\":\"p1\",\"quantity\":99}],\"paymentMethod\":\"tok_visa\"}"
+  expect 409 'j["code"] == "OUT_OF_STOCK"'
+  req POST /orders "{\"userId\":\"$user\",\"items\":[{\"productId\":\"p1\",\"quantity\":1}],\"paymentMethod\":\"tok_chargeDeclined\"}"
+  expect 201 'j["status"] == "cancelled" and j["cancelReason"] == "card_declined"'
+  req GET /products/p1
+  expect 200 'j["stock"] == 8 and j["reserved"] == 0'
+  req GET "/users/$user/orders"
+  expect 200 "j['total'] == 3"
   payment=$(field paymentId)
   req GET "/orders/$order"
   expect 200 'j["status"] == "confirmed" and j["totalAmount"] == 3998'
-  req GET "/users/$user/orders"
-  expect 200 "j['total'] == 1 and j['orders'][0]['id'] == '$order'"
   req GET "/payments/$payment"
   expect 200 "j['id'] == '$payment'"
   # events travel through Redis: the notifications arrive shortly after
