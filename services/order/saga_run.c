@@ -21,8 +21,9 @@
  * passes first (the saga then goes on alone, to compensation if a forward
  * step cannot finish). At start-up the service resumes every unfinished
  * saga from its row (order_saga_resume_start), at most resume_max at once.
- * On a stop, a saga finishes the step in flight and parks: its row stays
- * for the next start.
+ * On a stop, a saga nobody waits for finishes the step in flight and parks
+ * (its row stays for the next start); one whose caller waits goes on until
+ * it ends, a backoff would hold it, or its deadline passes.
  */
 #include "order.h"
 
@@ -583,7 +584,9 @@ static void saga_send(saga_t *s) {
     saga_finished(s);
     return;
   }
-  if (app_of(s)->stopping) {
+  /* Stopping: a saga whose caller still waits goes on (the server drains
+   * it, bounded by its deadline); one nobody waits for parks. */
+  if (app_of(s)->stopping && !s->call) {
     saga_park(s);
     return;
   }
