@@ -195,6 +195,24 @@ svc_result_t inventory_op_commit(svc_t *svc, const json_t *data) {
   }
 }
 
+/* Read only (no svc_write_begin): lets a caller, such as the saga's checks,
+ * see where an order's reservation stands without touching it. */
+svc_result_t inventory_op_get_reservation(svc_t *svc, const json_t *data) {
+  inventory_id_input_t in;
+  inventory_verrs_t errs;
+  json_t *out = NULL;
+  if (inventory_validate_order_id(data, &in, &errs) != 0)
+    return svc_invalid(&errs);
+  switch (inventory_store_reservation_get(svc->store, in.id, in.id_len, &out)) {
+  case STORE_OK:
+    return svc_ok(out);
+  case INVENTORY_STORE_NOT_FOUND:
+    return svc_err(404, "RESERVATION_NOT_FOUND", "No reservation for this order");
+  default:
+    return svc_storage_error();
+  }
+}
+
 svc_result_t inventory_op_health(svc_t *svc) {
   if (inventory_store_ping(svc->store) != 0)
     return svc_err(503, "SERVICE_UNHEALTHY", "Inventory database check failed");
@@ -217,6 +235,8 @@ INVENTORY_HANDLER(on_restock, "restock", inventory_op_restock)
 INVENTORY_HANDLER(on_reserve, "reserve_inventory", inventory_op_reserve)
 INVENTORY_HANDLER(on_release, "release_inventory", inventory_op_release)
 INVENTORY_HANDLER(on_commit, "commit_inventory", inventory_op_commit)
+/* svc_answer, not _now: the row read may be the turn's uncommitted write. */
+INVENTORY_HANDLER(on_get_reservation, "get_reservation", inventory_op_get_reservation)
 
 static void on_health(proto_rpc_call_t *call, const json_t *data, void *ctx) {
   uint64_t t0 = uv_hrtime();
@@ -254,7 +274,8 @@ int inventory_handlers_register(proto_rpc_server_t *srv, svc_t *svc) {
       {"create_product", on_create_product}, {"get_product", on_get_product},
       {"get_products", on_get_products},     {"restock", on_restock},
       {"reserve_inventory", on_reserve},     {"release_inventory", on_release},
-      {"commit_inventory", on_commit},       {"health", on_health},
+      {"commit_inventory", on_commit},       {"get_reservation", on_get_reservation},
+      {"health", on_health},
   };
   for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
     int rc = proto_rpc_server_handle_cmd(srv, table[i].cmd, table[i].fn, svc);

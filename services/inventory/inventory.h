@@ -114,7 +114,7 @@ int inventory_validate_product(const json_t *data, inventory_product_input_t *ou
                                inventory_verrs_t *errs);
 /* {id}: get_product. */
 int inventory_validate_id(const json_t *data, inventory_id_input_t *out, inventory_verrs_t *errs);
-/* {orderId}: release_inventory, commit_inventory. */
+/* {orderId}: release_inventory, commit_inventory, get_reservation. */
 int inventory_validate_order_id(const json_t *data, inventory_id_input_t *out,
                                 inventory_verrs_t *errs);
 /* data may also be JSON null (every field is optional). */
@@ -202,6 +202,11 @@ int inventory_store_release(inventory_store_t *s, const char *order_id, size_t l
  * RELEASED (also when it expired and the sweeper has not run yet). */
 int inventory_store_commit(inventory_store_t *s, const char *order_id, size_t len,
                            int64_t now_ms, json_t **out);
+/* Read only: the order's reservation with its current state (a stored state:
+ * an expired one the sweeper has not reached still reads reserved). NOT_FOUND
+ * when the order has none (and, unlike a release, records nothing). */
+int inventory_store_reservation_get(inventory_store_t *s, const char *order_id, size_t len,
+                                    json_t **out);
 /* Release at most max reservations whose expiry is <= now_ms, oldest first;
  * *released how many. */
 int inventory_store_sweep(inventory_store_t *s, int64_t now_ms, int max, int *released);
@@ -237,6 +242,7 @@ svc_result_t inventory_op_restock(svc_t *svc, const json_t *data);
 svc_result_t inventory_op_reserve(svc_t *svc, const json_t *data);
 svc_result_t inventory_op_release(svc_t *svc, const json_t *data);
 svc_result_t inventory_op_commit(svc_t *svc, const json_t *data);
+svc_result_t inventory_op_get_reservation(svc_t *svc, const json_t *data);
 svc_result_t inventory_op_health(svc_t *svc);
 
 /* Read INVENTORY_RESERVATION_TTL_S and INVENTORY_SWEEP_INTERVAL_MS into app

@@ -432,6 +432,18 @@ int inventory_store_commit(inventory_store_t *s, const char *order_id, size_t le
   return end_reservation(s, order_id, len, 1, now_ms, out);
 }
 
+int inventory_store_reservation_get(inventory_store_t *s, const char *order_id, size_t len,
+                                    json_t **out) {
+  row_t row;
+  *out = NULL;
+  int rc = get_row(s, order_id, len, &row);
+  if (rc != 0)
+    return rc; /* NOT_FOUND or STORE_ERROR (logged) */
+  *out = reply_of(order_id, len, &row);
+  free(row.result);
+  return *out ? 0 : STORE_ERROR;
+}
+
 int inventory_store_sweep(inventory_store_t *s, int64_t now_ms, int max, int *released) {
   sqlite3_stmt *st = s->c.stmt[STMT_R_EXPIRED];
   char now[PROTO_ISO_TIME_LEN];

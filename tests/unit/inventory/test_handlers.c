@@ -177,6 +177,47 @@ static void reservation_replies(void **state) {
   assert_err(&r, 400, "VALIDATION_FAILED", "orderId is required; order is not allowed");
 }
 
+/* get_reservation reads a reservation's state without changing anything: 404
+ * before any, reserved with its items, committed after the commit, released
+ * (items []) for a release that came first; the stock is untouched. */
+static void reservation_reads(void **state) {
+  fixture_t *f = *state;
+  json_decref(run_ok(f, inventory_op_create_product,
+                     "{\"id\":\"p1\",\"name\":\"A\",\"price\":100,\"stock\":10}"));
+  svc_result_t r = run(f, inventory_op_get_reservation, "{\"orderId\":\"o1\"}");
+  assert_err(&r, 404, "RESERVATION_NOT_FOUND", "No reservation for this order");
+  /* A read of nothing leaves no tombstone: a reserve still works. */
+  json_decref(run_ok(f, inventory_op_reserve,
+                     "{\"orderId\":\"o1\",\"items\":[{\"productId\":\"p1\",\"quantity\":3}]}"));
+  json_t *want = json_loads("{\"orderId\":\"o1\",\"state\":\"reserved\",\"items\":["
+                            "{\"productId\":\"p1\",\"quantity\":3,\"price\":100,\"currency\":\"USD\"}],"
+                            "\"expiresAt\":\"2026-01-01T00:00:01.000Z\","
+                            "\"createdAt\":\"2026-01-01T00:00:00.000Z\"}", 0, NULL);
+  json_t *got = run_ok(f, inventory_op_get_reservation, "{\"orderId\":\"o1\"}");
+  assert_true(json_equal(got, want));
+  json_decref(got);
+  assert_int_equal(reserved_of(f, "p1"), 3);
+  json_decref(run_ok(f, inventory_op_commit, "{\"orderId\":\"o1\"}"));
+  got = run_ok(f, inventory_op_get_reservation, "{\"orderId\":\"o1\"}");
+  assert_string_equal(json_string_value(json_object_get(got, "state")), "committed");
+  assert_true(json_equal(json_object_get(got, "items"), json_object_get(want, "items")));
+  json_decref(got);
+  json_decref(want);
+  assert_int_equal(reserved_of(f, "p1"), 0);
+
+  json_decref(run_ok(f, inventory_op_release, "{\"orderId\":\"o2\"}"));
+  got = run_ok(f, inventory_op_get_reservation, "{\"orderId\":\"o2\"}");
+  want = json_loads("{\"orderId\":\"o2\",\"state\":\"released\",\"items\":[]}", 0, NULL);
+  assert_true(json_equal(got, want));
+  json_decref(got);
+  json_decref(want);
+
+  r = run(f, inventory_op_get_reservation, "{\"id\":\"o1\"}");
+  assert_err(&r, 400, "VALIDATION_FAILED", "orderId is required; id is not allowed");
+  r = run(f, inventory_op_get_reservation, "null");
+  assert_err(&r, 400, "VALIDATION_FAILED", NULL);
+}
+
 static void settings(void **state) {
   (void)state;
   inventory_app_t app = {0};
@@ -249,6 +290,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(product_replies, setup, teardown),
       cmocka_unit_test_setup_teardown(reservation_replies, setup, teardown),
+      cmocka_unit_test_setup_teardown(reservation_reads, setup, teardown),
       cmocka_unit_test(settings),
       cmocka_unit_test_setup_teardown(sweeper_on_a_loop, setup, teardown),
   };
