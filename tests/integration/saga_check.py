@@ -36,6 +36,8 @@ NO_CHARGE_STATUSES = ("declined", "refunded", "voided")
 FINAL_TIMEOUT_S = 30.0       # "within seconds", generous under ASan on 2 shared cores
 EVENT_TIMEOUT_S = 20.0       # outbox relay -> Redis -> subscriber / notification store
 PAGE_LIMIT = 100             # the services' largest page
+EXAMPLES_MAX = 3             # open orders shown per group in a failure
+HISTORY_TAIL = 4             # saga history entries shown per example
 
 
 class SagaChecker:
@@ -113,15 +115,27 @@ class SagaChecker:
             if not open_ids:
                 return final
             if time.monotonic() >= deadline:
-                lines = []
-                for oid in open_ids:
-                    o = self.ok("order", "get_order", {"id": oid})
-                    lines.append("%s status=%s saga=%s" % (
-                        oid, o["status"], json.dumps(self.saga(oid))))
-                raise AssertionError(
-                    "%d of %d orders not final after %.0fs (not confirmed/cancelled):\n%s"
-                    % (len(open_ids), len(order_ids), timeout, "\n".join(lines)))
+                raise AssertionError(self.describe_open(open_ids, len(order_ids), timeout))
             time.sleep(POLL_INTERVAL_S * 5)  # polling interval inside a deadline loop
+
+    def describe_open(self, open_ids, total, timeout):
+        """Orders still open, counted by (status, saga state, last reason),
+        with a few examples and the tail of their saga history."""
+        groups = {}
+        for oid in open_ids:
+            o = self.ok("order", "get_order", {"id": oid})
+            saga = self.saga(oid)
+            key = (o["status"], saga.get("state"), saga.get("reason"))
+            groups.setdefault(key, []).append((oid, saga))
+        lines = ["%d of %d orders not final after %.0fs (not confirmed/cancelled):"
+                 % (len(open_ids), total, timeout)]
+        for (status, state, reason), members in sorted(groups.items(), key=str):
+            lines.append("  %d x order %s, saga %s (reason %r), e.g.:"
+                         % (len(members), status, state, reason))
+            for oid, saga in members[:EXAMPLES_MAX]:
+                tail = dict(saga, history=(saga.get("history") or [])[-HISTORY_TAIL:])
+                lines.append("    %s %s" % (oid, json.dumps(tail)))
+        return "\n".join(lines)
 
     def events_by_order(self, order_ids):
         """{(pattern, orderId): [eventId, ...]} of the messages so far, in

@@ -5,14 +5,19 @@ channel since before the first daemon):
 
 1. ORDER_SAGA_CRASH_AT at each boundary (after_pending, after_reserve,
    after_payment, after_commit with tok_visa; during_compensation with
-   tok_chargeDeclined): create_order makes the order service _exit(86); it
+   tok_chargeDeclined; after_payment declined and after_pending out of
+   stock too): create_order makes the order service _exit(86); it
    is started again without the variable on the same port and DATA_DIR, the
    saga resumes, a second order goes through the restarted service, and
    saga_check.py's invariants hold for both.
 2. kill -9 of the inventory service, and separately of the payment service,
    while ~100 sagas run at once (tok_visa, tok_chargeDeclined and
    out-of-stock quantities mixed), restarted on the same port and DATA_DIR;
-   every order made ends final and the invariants hold.
+   every order made ends final and the invariants hold. Variants keep the
+   victim down until every caller's deadline (timeoutMs 2000) has passed, so
+   sagas caught mid-step compensate against a dead upstream first.
+3. The checker itself fails on a refund behind a confirmed order's back and
+   on units held for no order.
 
 No sleeps: every wait polls a condition inside a deadline (harness.py).
 """
@@ -36,6 +41,7 @@ NOTIFICATION_SERVICE = "services/notification/notification-service"
 CRASH_EXIT_CODE = 86
 RETRY_MAX_MS = 500             # quick retries once a killed upstream is back
 CALLER_BUDGET_MS = "30000"     # crash tests: the restart must not outlast the caller
+SHORT_BUDGET_MS = 2000        # callers' deadline while an upstream stays down
 REPLY_TIMEOUT_S = 60.0         # every create_order of a burst answered
 SUBSCRIBE_TIMEOUT_S = 15.0
 N_CONCURRENT = 200
@@ -127,10 +133,11 @@ class SagaFaultCase(DaemonTestCase):
         wait_until(subscribed, SUBSCRIBE_TIMEOUT_S, message="notification redis.subscribed")
 
     def answered(self, d, pattern):
-        """How many `pattern` requests d has answered (its request lines).
+        """How many `pattern` requests (None: any but health) d has answered
+        (its request lines).
         Cheap on purpose (a substring test before parsing): it is polled
         while the burst runs, and a slow poll lets the burst finish first."""
-        key = '"%s"' % pattern
+        key = '"%s"' % pattern if pattern else '"request"'
         with d.cond:
             texts = [text for tag, text in d.lines
                      if tag == "stdout" and key in text and '"request"' in text]
@@ -140,7 +147,9 @@ class SagaFaultCase(DaemonTestCase):
                 o = json.loads(text)
             except ValueError:
                 continue
-            n += o.get("event") == "request" and o.get("pattern") == pattern
+            if o.get("event") != "request" or o.get("pattern") == "health":
+                continue
+            n += pattern is None or o.get("pattern") == pattern
         return n
 
     # -- orders --
@@ -153,7 +162,7 @@ class SagaFaultCase(DaemonTestCase):
     def order_data(user, method, items):
         return {"userId": user, "paymentMethod": method, "items": items}
 
-    def burst(self, specs):
+    def burst(self, specs, metadata=None):
         """Send every create_order of specs [(user, method, items)] at once,
         pipelined over N_CONNECTIONS connections; return the replies (a
         reader thread per connection collects them, with a deadline)."""
@@ -165,8 +174,11 @@ class SagaFaultCase(DaemonTestCase):
             c = conns[i % len(conns)]
             rid = c.new_id()
             sent[i % len(conns)].append(rid)
-            c.send({"pattern": {"cmd": "create_order"},
-                    "data": self.order_data(user, method, items), "id": rid})
+            packet = {"pattern": {"cmd": "create_order"},
+                      "data": self.order_data(user, method, items), "id": rid}
+            if metadata:
+                packet["metadata"] = metadata
+            c.send(packet)
         replies, errors = [], []
 
         def collect(c, ids):
@@ -202,15 +214,17 @@ class SagaFaultCase(DaemonTestCase):
 class CrashAtTest(SagaFaultCase):
     """The order service dies at each boundary and resumes at restart."""
 
-    def crash_and_resume(self, point, method, want_status, want_reason=None):
+    def crash_and_resume(self, point, method, want_status, want_reason=None, items=None):
         port = self.order_svc.port
         self.order_svc.stop()
         crashing = self.start_order(port=port, ORDER_SAGA_CRASH_AT=point)
         user = self.create_user()
+        first_items = items
         items = [{"productId": PLENTY, "quantity": 2}, {"productId": SCARCE, "quantity": 1}]
         with FrameConn(crashing.port) as c:
             c.send({"pattern": {"cmd": "create_order"},
-                    "data": self.order_data(user, method, items), "id": c.new_id(),
+                    "data": self.order_data(user, method, first_items or items),
+                    "id": c.new_id(),
                     "metadata": {"timeoutMs": CALLER_BUDGET_MS}})
             # No reply: the service exits before it answers.
             c.wait_closed(timeout=STOP_TIMEOUT_S)
@@ -251,15 +265,51 @@ class CrashAtTest(SagaFaultCase):
         self.crash_and_resume("during_compensation", "tok_chargeDeclined", "cancelled",
                               "card_declined")
 
+    def test_after_payment_declined(self):
+        # The decline was answered, not written: the re-sent charge replays it.
+        self.crash_and_resume("after_payment", "tok_chargeDeclined", "cancelled",
+                              "card_declined")
+
+    def test_after_pending_out_of_stock(self):
+        self.crash_and_resume("after_pending", "tok_visa", "cancelled", "out_of_stock",
+                              items=[{"productId": SCARCE, "quantity": 10000}])
+
+
+class CheckerTest(SagaFaultCase):
+    """saga_check.py itself can fail: a charge refunded behind a confirmed
+    order's back and units held for no order are both reported."""
+
+    def test_checker_reports_violations(self):
+        user = self.create_user()
+        with FrameConn(self.order_svc.port) as c:
+            o = reply_response(c.call("create_order", self.order_data(
+                user, "tok_visa", [{"productId": PLENTY, "quantity": 1}])))
+        self.assertEqual(o["status"], "confirmed", o)
+        self.assertEqual(self.checker.violations([o["id"]], INITIAL_STOCK), [])
+        with FrameConn(self.payment_svc.port) as c:
+            reply_response(c.call("refund_payment", {"orderId": o["id"]}))
+        with FrameConn(self.inventory_svc.port) as c:
+            reply_response(c.call("reserve_inventory", {
+                "orderId": unique("stray"), "items": [{"productId": SCARCE, "quantity": 1}]}))
+        bad = "\n".join(self.checker.violations([o["id"]], INITIAL_STOCK))
+        self.assertIn("a confirmed order's payment must have succeeded", bad)
+        self.assertIn("payment_refunded published", bad)
+        self.assertIn("product %s: reserved 1, want 0" % SCARCE, bad)
+
 
 class KillUpstreamTest(SagaFaultCase):
     """kill -9 of an upstream in the middle of a burst of sagas."""
 
-    def kill_mid_burst(self, victim_attr, pattern, restart):
+    def kill_mid_burst(self, victim_attr, pattern, restart, budget_ms=None):
+        """kill -9 the victim once it answered KILL_AFTER `pattern` calls,
+        restart it, check. With budget_ms (the callers' timeoutMs) it stays
+        down until every caller was answered (their deadlines passed), so
+        sagas caught mid-step compensate against a dead upstream first."""
         users = [self.create_user() for _ in range(10)]
         specs = self.mixed_specs(users)
         victim = getattr(self, victim_attr)
-        threads, replies, errors = self.burst(specs)
+        threads, replies, errors = self.burst(
+            specs, {"timeoutMs": str(budget_ms)} if budget_ms else None)
         wait_until(lambda: self.answered(victim, pattern) >= KILL_AFTER
                    or all(not t.is_alive() for t in threads),
                    REPLY_TIMEOUT_S, message="%d %s answered" % (KILL_AFTER, pattern),
@@ -267,6 +317,10 @@ class KillUpstreamTest(SagaFaultCase):
         answered_before = self.answered(victim, pattern)
         victim.kill()
         replied_before = len(replies)
+        if budget_ms:
+            deadline = time.monotonic() + REPLY_TIMEOUT_S
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
         setattr(self, victim_attr, restart(victim))
         deadline = time.monotonic() + REPLY_TIMEOUT_S
         for t in threads:
@@ -288,8 +342,9 @@ class KillUpstreamTest(SagaFaultCase):
         for o in final.values():
             key = (o["status"], o["cancelReason"])
             statuses[key] = statuses.get(key, 0) + 1
-        # The kill came mid-burst: the restarted victim served sagas of it.
-        served_after = self.answered(getattr(self, victim_attr), pattern)
+        # The kill came mid-burst: the restarted victim served sagas of it
+        # (going on, or compensating).
+        served_after = self.answered(getattr(self, victim_attr), None)
         self.assertGreater(served_after, 0, "the kill -9 of %s came after the burst: %r"
                            % (victim.name, statuses))
         # The mix really mixed: some confirmed, some declined, some short.
@@ -308,6 +363,33 @@ class KillUpstreamTest(SagaFaultCase):
                                       "PAYMENT_SERVICE_PORT", port=old.port,
                                       data_dir=old.data_dir)
         self.kill_mid_burst("payment_svc", "process_payment", restart)
+
+    def restart_payment(self, old):
+        return self.start_service("payment-service", PAYMENT_SERVICE, "PAYMENT_SERVICE_PORT",
+                                  port=old.port, data_dir=old.data_dir)
+
+    # DEFECT (order saga driver vs payment service, found by this test): the
+    # saga's compensation sends refund_payment {orderId, voidIfMissing: true}
+    # (the contract), but the payment service does not know voidIfMissing and
+    # answers 400 VALIDATION_FAILED "voidIfMissing is not allowed"; the
+    # driver's judge_refund (saga_outcome.c) takes a 400 as an unknown
+    # outcome and retries for ever. Every saga whose deadline passed while it
+    # was charging stays `compensating` (saga compensating_refund, attempts
+    # growing) and its units stay reserved. Remove this mark once refund_payment
+    # accepts voidIfMissing (and voids a charge still on its way).
+    @unittest.expectedFailure
+    def test_kill_9_payment_down_past_the_deadline(self):
+        # Charges in flight at the kill, and those sent after it, reach the
+        # callers' deadline with the payment service down: those sagas
+        # refund (void) and release, and must end cancelled once it is back.
+        self.kill_mid_burst("payment_svc", "process_payment", self.restart_payment,
+                            budget_ms=SHORT_BUDGET_MS)
+
+    def test_kill_9_inventory_down_past_the_deadline(self):
+        def restart(old):
+            return self.start_inventory_service(data_dir=old.data_dir, port=old.port)
+        self.kill_mid_burst("inventory_svc", "reserve_inventory", restart,
+                            budget_ms=SHORT_BUDGET_MS)
 
 
 if __name__ == "__main__":
