@@ -347,7 +347,12 @@ class KillUpstreamTest(SagaFaultCase):
         served_after = self.answered(getattr(self, victim_attr), None)
         self.assertGreater(served_after, 0, "the kill -9 of %s came after the burst: %r"
                            % (victim.name, statuses))
+        if budget_ms:
+            # Kept down past the deadlines: some sagas ran out of time.
+            self.assertIn(("cancelled", "deadline_exceeded"), statuses, statuses)
+            return
         # The mix really mixed: some confirmed, some declined, some short.
+        # (Not with the victim kept down: most sagas then end before that.)
         self.assertIn(("cancelled", "card_declined"), statuses, statuses)
         self.assertIn(("cancelled", "out_of_stock"), statuses, statuses)
         self.assertTrue(any(s == "confirmed" for s, _ in statuses), statuses)
