@@ -16,7 +16,9 @@ channel since before the first daemon):
    every order made ends final and the invariants hold. Variants keep the
    victim down until every caller's deadline (timeoutMs 2000) has passed, so
    sagas caught mid-step compensate against a dead upstream first.
-3. The checker itself fails on a refund behind a confirmed order's back and
+3. kill -9 of the order service itself mid-burst, restarted on the same
+   port and DATA_DIR: the sagas resume and the invariants hold.
+4. The checker itself fails on a refund behind a confirmed order's back and
    on units held for no order.
 
 No sleeps: every wait polls a condition inside a deadline (harness.py).
@@ -273,6 +275,38 @@ class CrashAtTest(SagaFaultCase):
     def test_after_pending_out_of_stock(self):
         self.crash_and_resume("after_pending", "tok_visa", "cancelled", "out_of_stock",
                               items=[{"productId": SCARCE, "quantity": 10000}])
+
+
+class KillOrderTest(SagaFaultCase):
+    """kill -9 of the order service itself in the middle of a burst: the
+    sagas it held are resumed from its DATA_DIR by the next start."""
+
+    def test_kill_9_order_mid_burst(self):
+        users = [self.create_user() for _ in range(10)]
+        specs = self.mixed_specs(users)
+        threads, replies, errors = self.burst(specs)
+        wait_until(lambda: self.answered(self.payment_svc, "process_payment") >= KILL_AFTER
+                   or all(not t.is_alive() for t in threads),
+                   REPLY_TIMEOUT_S, message="%d charges answered" % KILL_AFTER,
+                   interval=0.001)
+        port = self.order_svc.port
+        self.order_svc.kill()
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self.order_svc = self.start_order(port=port)
+        orders = self.checker.orders_of_users(users)
+        # A request not read before the kill made no order; none made two.
+        self.assertLessEqual(len(orders), len(specs))
+        self.assertLess(len(replies), len(specs), "the kill came after the burst")
+        self.assertTrue(orders, "no order was made before the kill")
+        resumed = [o for o in self.order_svc.json_lines() if o.get("event") == "saga_resumed"]
+        self.assertTrue(resumed, "the restarted order service resumed no saga\n%s"
+                        % self.order_svc.describe())
+        self.checker.assert_invariants(
+            self, [o["id"] for o in orders], INITIAL_STOCK,
+            context="order-service killed with %d of %d replies sent, %d orders made"
+            % (len(replies), len(specs), len(orders)))
 
 
 class CheckerTest(SagaFaultCase):
