@@ -101,6 +101,10 @@ typedef struct payment_charge {
  * once per orderId (tests pass a counting one). */
 typedef payment_charge_t (*payment_charge_fn)(const payment_process_input_t *in, void *arg);
 
+/* The reason of the declined payment recorded for a charge of a voided
+ * order (payment_store_void): the processor is not called. */
+#define PAYMENT_REASON_ORDER_VOIDED "order_voided"
+
 /* Non-zero when method is one of the test methods below. */
 int payment_method_known(const char *method, size_t len);
 /* The list of known methods, ", "-separated, for messages and --help. */
@@ -160,7 +164,9 @@ int payment_store_find(payment_store_t *s, const payment_process_input_t *in,
 
 /* The order has no payment yet (payment_store_find() said so, in this loop
  * turn, and the write transaction is open when there is one): charge(in, arg)
- * once and insert its outcome (*created = 1). When another process recorded
+ * once and insert its outcome (*created = 1); when the order was voided
+ * (payment_store_void) charge is not called and the outcome is declined with
+ * reason PAYMENT_REASON_ORDER_VOIDED. When another process recorded
  * the order in between (the UNIQUE index refuses ours), its payment answers
  * as payment_store_find() would (*created = 0). *payment is the payment
  * object (caller owns) on STORE_OK, NULL otherwise; it equals what a later
@@ -184,6 +190,17 @@ int payment_store_process(payment_store_t *s, const payment_process_input_t *in,
  * payment_store_insert. */
 int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
                          json_t **payment, int *changed);
+
+/* Void an order that has no payment (payment_store_refund() said
+ * PAYMENT_STORE_NOT_FOUND in this loop turn, in the write transaction when
+ * there is one): a later payment_store_insert() of it charges nothing.
+ * Idempotent: STORE_OK with *voided = {orderId, status "voided", voidedAt}
+ * (caller owns; the same object every time, voidedAt the first void's) and
+ * *created = 1 when this call recorded it, 0 when it was already void.
+ * STORE_EINVAL (no order id) or STORE_ERROR. A void stays when the payment
+ * arrives; the declined payment answers from then on. */
+int payment_store_void(payment_store_t *s, const char *order_id, size_t len, json_t **voided,
+                       int *created);
 
 /* *payment = the payment object (caller owns). PAYMENT_STORE_NOT_FOUND or
  * STORE_ERROR. */

@@ -2,7 +2,9 @@
  * schema (versioned with PRAGMA user_version; libstore's store/db.h opens,
  * configures and migrates the file), one cached prepared
  * statement per query, and the idempotency rule: one payment per orderId,
- * enforced by a UNIQUE index. Writes run on the connection as they are:
+ * enforced by a UNIQUE index, and the voids (an order the saga gave up on
+ * before its charge landed: the charge is then declined, never made). Writes
+ * run on the connection as they are:
  * inside the turn's transaction when the caller opened one (svc_write_begin),
  * else each autocommits. Every SQLite error is logged here.
  */
@@ -21,7 +23,7 @@
 
 /* The schema version this code writes and understands: one step per version
  * in migrations[] (libstore runs the missing ones at open). */
-#define PAYMENT_SCHEMA_VERSION 3
+#define PAYMENT_SCHEMA_VERSION 4
 /* An internal outcome of insert_payment(): the orderId is already recorded.
  * Below every code payment.h names. */
 #define STORE_DUPLICATE_ORDER_ (STORE_RC_SERVICE - 16)
@@ -36,6 +38,9 @@ enum {
   STMT_GET_BY_ORDER,
   STMT_REFUND,
   STMT_PING,
+  STMT_VOID_INSERT,
+  STMT_VOID_GET,
+  STMT_VOID_EXISTS,
   STMT_COUNT_ALL_,
 };
 
@@ -49,6 +54,12 @@ static const char *const stmt_sql[STMT_COUNT_ALL_] = {
     [STMT_REFUND] = "UPDATE payments SET status = 'refunded', refunded_at = ?2,"
                     " updated_at = ?2 WHERE order_id = ?1 AND status = 'succeeded'",
     [STMT_PING] = "SELECT 1 FROM payments LIMIT 1",
+    /* DO NOTHING: a repeated void keeps the first one's time (idempotent). */
+    [STMT_VOID_INSERT] = "INSERT INTO voids (order_id, voided_at) VALUES (?1, ?2)"
+                         " ON CONFLICT (order_id) DO NOTHING",
+    [STMT_VOID_GET] = "SELECT order_id, voided_at FROM voids WHERE order_id = ?1",
+    /* A key lookup, made only for an order with no payment yet. */
+    [STMT_VOID_EXISTS] = "SELECT 1 FROM voids WHERE order_id = ?1",
 };
 
 struct payment_store {
@@ -131,6 +142,15 @@ static const store_db_migration_t migrations[PAYMENT_SCHEMA_VERSION] = {
      * payment's own transaction and sent from there, so a crash between the
      * COMMIT and the PUBLISH loses no event. */
     STORE_OUTBOX_MIGRATION,
+    /* v4. Voids: refund_payment {voidIfMissing:true} of an order with no
+     * payment. Apart from payments, whose every column is a charge's (NOT
+     * NULL, CHECKed): a void has no user, amount or method. Keyed by order
+     * (WITHOUT ROWID: the key is the row), so the check a new payment makes
+     * is one key lookup. */
+    {"CREATE TABLE voids ("
+     " order_id TEXT PRIMARY KEY NOT NULL,"
+     " voided_at TEXT NOT NULL"
+     ") WITHOUT ROWID;"},
 };
 
 /* --- open / close ------------------------------------------------------------ */
@@ -299,10 +319,18 @@ int payment_store_insert(payment_store_t *s, const payment_process_input_t *in,
     return STORE_ERROR;
   }
   proto_time_iso(now);
+  /* A voided order is not charged: the saga has cancelled it (or is about
+   * to), so this charge arrived too late. Recorded as a decline so that its
+   * retries replay the same answer. */
+  rc = store_stmt_exists(s->c.stmt[STMT_VOID_EXISTS], in->order_id, in->order_id_len,
+                         PAYMENT_STORE_NOT_FOUND, "find void");
+  if (rc != 0 && rc != PAYMENT_STORE_NOT_FOUND)
+    return rc;
   /* The test processor answers synchronously, so the outcome goes in with
    * one INSERT. A real (asynchronous) acquirer would need a 'pending' row
    * first and the orderId as its idempotency key. */
-  payment_charge_t c = charge(in, arg);
+  payment_charge_t c = rc == 0 ? (payment_charge_t){PAYMENT_DECLINED, PAYMENT_REASON_ORDER_VOIDED}
+                               : charge(in, arg);
   /* The reply object is built before the INSERT (no ENOMEM can strike between
    * a recorded payment and its reply) and from the inserted values instead of
    * reading the row back: see new_payment(). */
@@ -371,6 +399,45 @@ int payment_store_refund(payment_store_t *s, const char *order_id, size_t len,
   }
   *changed = n > 0;
   *payment = p;
+  return 0;
+}
+
+/* The void object from a row of (order_id, voided_at). */
+static json_t *row_to_void(sqlite3_stmt *st, void *arg) {
+  (void)arg;
+  return json_pack("{s:o, s:s, s:o}", "orderId", store_column_text(st, 0), "status", "voided",
+                   "voidedAt", store_column_text(st, 1));
+}
+
+int payment_store_void(payment_store_t *s, const char *order_id, size_t len, json_t **voided,
+                       int *created) {
+  sqlite3_stmt *st = s->c.stmt[STMT_VOID_INSERT];
+  char now[PROTO_ISO_TIME_LEN];
+  int rc, n = 0;
+  *voided = NULL;
+  *created = 0;
+  if (!order_id || len == 0)
+    return STORE_EINVAL;
+  proto_time_iso(now);
+  if (store_bind_text(st, 1, order_id, len) != 0 || store_bind_text(st, 2, now, strlen(now)) != 0) {
+    store_stmt_done(st);
+    return STORE_ERROR;
+  }
+  rc = sqlite3_step(st);
+  if (rc == SQLITE_DONE)
+    n = sqlite3_changes(s->c.db);
+  store_stmt_done(st);
+  if (rc != SQLITE_DONE)
+    return store_fail(s->c.db, "void order", rc);
+  /* Read back on this connection (inside the turn's transaction when there
+   * is one): a repeated void answers with the first one's voidedAt. */
+  rc = store_stmt_get(s->c.stmt[STMT_VOID_GET], order_id, len, PAYMENT_STORE_NOT_FOUND,
+                      row_to_void, NULL, "get void", "cannot build void from row", voided);
+  if (rc == PAYMENT_STORE_NOT_FOUND) /* written or there a moment ago */
+    rc = store_fail(s->c.db, "get void", SQLITE_NOTFOUND);
+  if (rc != 0)
+    return rc;
+  *created = n > 0;
   return 0;
 }
 

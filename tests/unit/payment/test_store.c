@@ -1,8 +1,9 @@
 /* test_store.c: the payment store (store.c) on a fresh temporary DATA_DIR per
  * test: schema and settings, idempotent processing (the second process for an
  * orderId returns the same row and never charges), mismatch detection, refund
- * transitions, the UNIQUE index as the last guard, and persistence across a
- * reopen.
+ * transitions, voids (an order voided before its charge is declined
+ * order_voided when the charge lands, never charged), the UNIQUE index as the
+ * last guard, and persistence across a reopen.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -134,7 +135,7 @@ static void open_creates_dir_with_durable_settings(void **state) {
   assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
   assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-  assert_int_equal(sqlite3_column_int(st, 0), 3); /* v3: the outbox */
+  assert_int_equal(sqlite3_column_int(st, 0), 4); /* v4: voids */
   sqlite3_finalize(st);
   sqlite3_close(db);
 
@@ -346,6 +347,103 @@ static void refund_transitions(void **state) {
   json_decref(p);
 }
 
+static json_t *void_order(fixture_t *f, const char *order, int want_created) {
+  json_t *v = NULL;
+  int created = -1;
+  assert_int_equal(payment_store_void(f->store, order, strlen(order), &v, &created), 0);
+  assert_non_null(v);
+  assert_int_equal(created, want_created);
+  return v;
+}
+
+/* A void recorded for an order with no payment: idempotent (the same object
+ * every time), and the late process_payment of that order is recorded as a
+ * declined payment with reason order_voided without calling the processor;
+ * its retries replay it. Other orders are not affected; it survives a
+ * reopen. */
+static void void_declines_the_late_charge(void **state) {
+  fixture_t *f = *state;
+  open_store(f, STORE_SYNC_FULL);
+  json_t *v = void_order(f, "ord_v", 1);
+  assert_int_equal(json_object_size(v), 3);
+  assert_string_equal(str(v, "orderId"), "ord_v");
+  assert_string_equal(str(v, "status"), "voided");
+  assert_iso(str(v, "voidedAt"));
+  json_t *again = void_order(f, "ord_v", 0);
+  assert_true(json_equal(again, v));
+  json_decref(again);
+  /* A void is not a payment. */
+  json_t *g = (json_t *)1;
+  assert_int_equal(payment_store_get_by_order(f->store, "ord_v", 5, &g), PAYMENT_STORE_NOT_FOUND);
+
+  payment_process_input_t in = input("ord_v", "user_1", 3998, "USD", "tok_visa");
+  json_t *p = process(f, &in, 1);
+  assert_int_equal(f->charges, 0);
+  assert_string_equal(str(p, "status"), "declined");
+  assert_string_equal(str(p, "reason"), "order_voided");
+  assert_string_equal(str(p, "paymentMethod"), "tok_visa");
+  assert_int_equal(json_integer_value(json_object_get(p, "amount")), 3998);
+  json_t *r = process(f, &in, 0);
+  assert_true(json_equal(r, p));
+  json_decref(r);
+  assert_int_equal(f->charges, 0);
+  assert_int_equal(payment_store_get_by_order(f->store, "ord_v", 5, &g), 0);
+  assert_true(json_equal(g, p));
+  json_decref(g);
+  /* Declined: a refund of it is refused as for any decline. */
+  int changed = -1;
+  g = (json_t *)1;
+  assert_int_equal(payment_store_refund(f->store, "ord_v", 5, &g, &changed),
+                   PAYMENT_STORE_NOT_REFUNDABLE);
+  assert_null(g);
+
+  /* Another order is charged as ever. */
+  payment_process_input_t other = input("ord_v2", "user_1", 1, "USD", "tok_visa");
+  json_t *paid = process(f, &other, 1);
+  assert_string_equal(str(paid, "status"), "succeeded");
+  assert_int_equal(f->charges, 1);
+
+  /* Durable: a void recorded before a reopen still refuses the charge. */
+  json_t *w = void_order(f, "ord_w", 1);
+  open_store(f, STORE_SYNC_FULL);
+  json_t *w2 = void_order(f, "ord_w", 0);
+  assert_true(json_equal(w2, w));
+  payment_process_input_t late = input("ord_w", "user_2", 5, "EUR", "tok_visa");
+  json_t *pw = process(f, &late, 1);
+  assert_string_equal(str(pw, "reason"), "order_voided");
+  assert_int_equal(f->charges, 1);
+
+  /* No order id: refused before SQLite. */
+  g = (json_t *)1;
+  assert_int_equal(payment_store_void(f->store, NULL, 0, &g, &changed), STORE_EINVAL);
+  assert_null(g);
+  json_decref(v);
+  json_decref(p);
+  json_decref(paid);
+  json_decref(w);
+  json_decref(w2);
+  json_decref(pw);
+}
+
+/* A void inside an open transaction is seen by a process of the same turn
+ * (same connection) and commits or rolls back with it. */
+static void void_joins_the_open_transaction(void **state) {
+  fixture_t *f = *state;
+  sqlite3 *db = payment_store_db(open_store(f, STORE_SYNC_FULL));
+  assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+  json_decref(void_order(f, "ord_t", 1));
+  payment_process_input_t in = input("ord_t", "user_1", 7, "USD", "tok_visa");
+  json_t *p = process(f, &in, 1);
+  assert_string_equal(str(p, "reason"), "order_voided");
+  json_decref(p);
+  assert_int_equal(sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+  /* Rolled back: neither the void nor the declined payment is there. */
+  json_t *g = NULL;
+  assert_int_equal(payment_store_get_by_order(f->store, "ord_t", 5, &g), PAYMENT_STORE_NOT_FOUND);
+  json_decref(void_order(f, "ord_t", 1));
+  assert_int_equal(f->charges, 0);
+}
+
 static void persists_across_reopen(void **state) {
   fixture_t *f = *state;
   open_store(f, STORE_SYNC_FULL);
@@ -470,7 +568,7 @@ static void upgrades_a_v1_database(void **state) {
                    " '2026-01-02T00:00:00.000Z', '2026-01-02T00:00:00.000Z');");
   payment_store_t *s = open_store(f, STORE_SYNC_FULL);
   sqlite3 *db = payment_store_db(s);
-  assert_int_equal(testutil_user_version(db), 3); /* through v3, the outbox */
+  assert_int_equal(testutil_user_version(db), 4); /* through v3 (outbox), v4 (voids) */
   json_t *p = NULL;
   assert_int_equal(payment_store_get_by_order(s, "order_1", 7, &p), STORE_OK);
   assert_string_equal(str(p, "id"), "pay_old");
@@ -487,6 +585,10 @@ static void upgrades_a_v1_database(void **state) {
   assert_false(testutil_uses_ephemeral(db, "UPDATE payments SET status = 'refunded'"));
   assert_false(testutil_uses_ephemeral(db, "INSERT INTO payments VALUES ('a', 'b', 'c', 1,"
                                            " 'USD', 'd', 'succeeded', NULL, 'e', 'f', NULL)"));
+  /* v4 added the voids table, empty; one void per order. */
+  assert_int_equal(testutil_exec_rc(db, "INSERT INTO voids VALUES ('order_2', 't')"), SQLITE_OK);
+  assert_int_equal(testutil_exec_rc(db, "INSERT INTO voids VALUES ('order_2', 'u')"),
+                   SQLITE_CONSTRAINT_PRIMARYKEY);
 }
 
 int main(void) {
@@ -498,6 +600,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(second_process_returns_the_same_row, setup, teardown),
       cmocka_unit_test_setup_teardown(mismatch_is_detected_per_field, setup, teardown),
       cmocka_unit_test_setup_teardown(refund_transitions, setup, teardown),
+      cmocka_unit_test_setup_teardown(void_declines_the_late_charge, setup, teardown),
+      cmocka_unit_test_setup_teardown(void_joins_the_open_transaction, setup, teardown),
       cmocka_unit_test_setup_teardown(persists_across_reopen, setup, teardown),
       cmocka_unit_test_setup_teardown(unique_index_is_the_last_guard, setup, teardown),
       cmocka_unit_test_setup_teardown(lost_race_answers_with_the_winner, setup, teardown),
