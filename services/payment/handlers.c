@@ -133,20 +133,33 @@ svc_result_t payment_op_process(svc_t *svc, const json_t *data) {
   return result_with_event(p, ok ? "payment_completed" : "payment_failed");
 }
 
+/* refund_payment {voidIfMissing:true} of an order with no payment: void it
+ * (in the turn's transaction) so that the charge still on its way is
+ * declined when it lands. No event: nothing was charged or refunded. */
+static svc_result_t result_void(svc_t *svc, const payment_refund_input_t *in) {
+  json_t *v = NULL;
+  int created = 0;
+  if (payment_store_void(svc->store, in->order_id, in->order_id_len, &v, &created) != 0)
+    return svc_storage_error();
+  if (!created)
+    return result_replayed(v); /* already void: the same object */
+  return svc_ok(v);
+}
+
 svc_result_t payment_op_refund(svc_t *svc, const json_t *data) {
-  payment_key_input_t in;
+  payment_refund_input_t in;
   payment_verrs_t errs;
   json_t *p = NULL;
   int changed = 0;
-  if (payment_validate_order_key(data, &in, &errs) != 0)
+  if (payment_validate_refund(data, &in, &errs) != 0)
     return svc_invalid(&errs);
   if (svc_write_begin(svc) != 0)
     return svc_storage_error();
-  switch (payment_store_refund(svc->store, in.value, in.len, &p, &changed)) {
+  switch (payment_store_refund(svc->store, in.order_id, in.order_id_len, &p, &changed)) {
   case STORE_OK:
     break;
   case PAYMENT_STORE_NOT_FOUND:
-    return not_found();
+    return in.void_if_missing ? result_void(svc, &in) : not_found();
   case PAYMENT_STORE_NOT_REFUNDABLE:
     return svc_err(409, "PAYMENT_NOT_REFUNDABLE",
                    "Payment was declined: there is nothing to refund");

@@ -67,14 +67,25 @@ typedef struct payment_key_input {
   size_t len;
 } payment_key_input_t;
 
+/* refund_payment {orderId, voidIfMissing?}. order_id borrows from the json_t. */
+typedef struct payment_refund_input {
+  const char *order_id;
+  size_t order_id_len;
+  int void_if_missing;                   /* 1: no payment yet -> record a void */
+} payment_refund_input_t;
+
 /* Each validator returns 0 with *out filled, or -1 with the reasons in *errs
  * (errs->n >= 1). Unknown fields are errors ("is not allowed"). */
 int payment_validate_process(const json_t *data, payment_process_input_t *out,
                              payment_verrs_t *errs);
 int payment_validate_get(const json_t *data, payment_key_input_t *out, payment_verrs_t *errs);
-/* get_payment_by_order and refund_payment. */
+/* get_payment_by_order. */
 int payment_validate_order_key(const json_t *data, payment_key_input_t *out,
                                payment_verrs_t *errs);
+/* refund_payment: orderId as above; voidIfMissing a boolean, absent or null
+ * meaning false. */
+int payment_validate_refund(const json_t *data, payment_refund_input_t *out,
+                            payment_verrs_t *errs);
 
 /* Building blocks, exposed for tests: NULL when valid, else the static reason. */
 const char *payment_validate_currency(const char *s, size_t len);

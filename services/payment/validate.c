@@ -16,6 +16,7 @@
                    STR(PAYMENT_AMOUNT_MAX)
 #define MSG_CURRENCY "must be a 3-letter uppercase currency code (ISO 4217)"
 #define MSG_METHOD "must be one of " PAYMENT_METHODS_TEXT
+#define MSG_BOOLEAN "must be a boolean"
 
 /* --- building blocks -------------------------------------------------------- */
 
@@ -122,4 +123,28 @@ int payment_validate_get(const json_t *data, payment_key_input_t *out, payment_v
 int payment_validate_order_key(const json_t *data, payment_key_input_t *out,
                                payment_verrs_t *errs) {
   return validate_key(data, "orderId", out, errs);
+}
+
+int payment_validate_refund(const json_t *data, payment_refund_input_t *out,
+                            payment_verrs_t *errs) {
+  static const char *const allowed[] = {"orderId", "voidIfMissing", NULL};
+  payment_refund_input_t in = {NULL, 0, 0};
+  if (!valid_begin(data, errs))
+    return -1;
+  valid_check_id(data, "orderId", PAYMENT_ID_MAX_BYTES, MSG_ID_LEN, &in.order_id,
+                 &in.order_id_len, errs);
+  /* A boolean only: "true" or 1 from a confused caller must not void an
+   * order by accident. null is absent, as for currency. */
+  const json_t *v = json_object_get(data, "voidIfMissing");
+  if (v && !json_is_null(v)) {
+    if (json_is_boolean(v))
+      in.void_if_missing = json_is_true(v);
+    else
+      valid_verr_add_static(errs, "voidIfMissing", MSG_BOOLEAN);
+  }
+  valid_reject_unknown(data, allowed, errs);
+  if (errs->n > 0)
+    return -1;
+  *out = in;
+  return 0;
 }

@@ -1,7 +1,9 @@
 /* test_handlers.c: the payment operations behind the RPC handlers
  * (handlers.c) on a temporary store: reply objects, the event each operation
  * asks to publish (and that retries ask for none), the error objects the
- * gateway sees (status, code, message, details), and storage failures. Also
+ * gateway sees (status, code, message, details), storage failures, and
+ * refund_payment's voidIfMissing (a void, then the late charge declined
+ * order_voided). Also
  * with a commit group, as the daemon runs: operations of one turn share the
  * open transaction (a duplicate sees the first's uncommitted row) and one
  * COMMIT.
@@ -273,6 +275,112 @@ static void refund_once(void **state) {
                         "\"message\":\"Payment not found\"}");
 }
 
+/* refund_payment {orderId, voidIfMissing:true} with no payment: 200
+ * {orderId, status "voided", voidedAt}, no event, idempotent (a replay); the
+ * late process_payment is a declined payment with reason order_voided and a
+ * payment_failed event, not charged, and its retry replays it. */
+static void void_then_late_charge_is_declined(void **state) {
+  fixture_t *f = *state;
+  const char *void_text = "{\"orderId\":\"ord_v\",\"voidIfMissing\":true}";
+  svc_result_t v = op(payment_op_refund, f, void_text);
+  assert_int_equal(v.status, 200);
+  assert_int_equal(v.replayed, 0);
+  assert_null(v.event);
+  assert_null(v.event_data);
+  assert_int_equal(json_object_size(v.response), 3);
+  assert_string_equal(str(v.response, "orderId"), "ord_v");
+  assert_string_equal(str(v.response, "status"), "voided");
+  assert_int_equal(strlen(str(v.response, "voidedAt")), 24);
+
+  svc_result_t again = op(payment_op_refund, f, void_text);
+  assert_int_equal(again.status, 200);
+  assert_int_equal(again.replayed, 1);
+  assert_null(again.event);
+  assert_true(json_equal(again.response, v.response));
+  svc_result_free(&again);
+
+  const char *charge = "{\"orderId\":\"ord_v\",\"userId\":\"user_1\",\"amount\":3998,"
+                       "\"paymentMethod\":\"tok_visa\"}";
+  svc_result_t p = op(payment_op_process, f, charge);
+  assert_int_equal(p.status, 200);
+  assert_int_equal(p.replayed, 0);
+  assert_string_equal(str(p.response, "status"), "declined");
+  assert_string_equal(str(p.response, "reason"), "order_voided");
+  assert_event(&p, "payment_failed",
+               "\"orderId\":\"ord_v\",\"userId\":\"user_1\",\"amount\":3998,"
+               "\"currency\":\"USD\",\"reason\":\"order_voided\"");
+  assert_int_equal(f->charges, 0);
+  svc_result_t p2 = op(payment_op_process, f, charge);
+  assert_int_equal(p2.status, 200);
+  assert_int_equal(p2.replayed, 1);
+  assert_null(p2.event);
+  assert_true(json_equal(p2.response, p.response));
+  assert_int_equal(f->charges, 0);
+
+  /* Now there is a (declined) payment: the refund answers as for any decline. */
+  svc_result_t r = op(payment_op_refund, f, void_text);
+  assert_error(&r, 409, "{\"statusCode\":409,\"code\":\"PAYMENT_NOT_REFUNDABLE\","
+                        "\"message\":\"Payment was declined: there is nothing to refund\"}");
+  svc_result_free(&p2);
+  svc_result_free(&p);
+  svc_result_free(&v);
+}
+
+/* voidIfMissing changes nothing when there is a payment: a succeeded one is
+ * refunded (event), then replayed; without it (or false) a missing payment
+ * is still 404 and nothing is voided; a non-boolean is a 400. */
+static void void_if_missing_keeps_refund_behaviour(void **state) {
+  fixture_t *f = *state;
+  svc_result_t paid = op(payment_op_process, f,
+                         "{\"orderId\":\"ord_p\",\"userId\":\"user_1\",\"amount\":250,"
+                         "\"paymentMethod\":\"tok_visa\"}");
+  assert_int_equal(f->charges, 1);
+  svc_result_t r = op(payment_op_refund, f, "{\"orderId\":\"ord_p\",\"voidIfMissing\":true}");
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.replayed, 0);
+  assert_string_equal(str(r.response, "status"), "refunded");
+  assert_string_equal(str(r.response, "id"), str(paid.response, "id"));
+  assert_event(&r, "payment_refunded",
+               "\"orderId\":\"ord_p\",\"userId\":\"user_1\",\"amount\":250,\"currency\":\"USD\"");
+  svc_result_t again = op(payment_op_refund, f, "{\"orderId\":\"ord_p\",\"voidIfMissing\":true}");
+  assert_int_equal(again.replayed, 1);
+  assert_null(again.event);
+  assert_true(json_equal(again.response, r.response));
+  svc_result_free(&again);
+  svc_result_free(&r);
+  svc_result_free(&paid);
+
+  static const char *const missing[] = {
+      "{\"orderId\":\"ord_n\"}", "{\"orderId\":\"ord_n\",\"voidIfMissing\":false}",
+      "{\"orderId\":\"ord_n\",\"voidIfMissing\":null}"};
+  for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+    r = op(payment_op_refund, f, missing[i]);
+    assert_error(&r, 404, "{\"statusCode\":404,\"code\":\"PAYMENT_NOT_FOUND\","
+                          "\"message\":\"Payment not found\"}");
+  }
+  /* Nothing was voided by those: the order is charged normally. */
+  r = op(payment_op_process, f,
+         "{\"orderId\":\"ord_n\",\"userId\":\"user_1\",\"amount\":1,"
+         "\"paymentMethod\":\"tok_visa\"}");
+  assert_string_equal(str(r.response, "status"), "succeeded");
+  assert_int_equal(f->charges, 2);
+  svc_result_free(&r);
+
+  r = op(payment_op_refund, f, "{\"orderId\":\"ord_q\",\"voidIfMissing\":\"yes\"}");
+  assert_error(&r, 400, "{\"statusCode\":400,\"code\":\"VALIDATION_FAILED\","
+                        "\"message\":\"voidIfMissing must be a boolean\","
+                        "\"details\":[{\"field\":\"voidIfMissing\","
+                        "\"message\":\"must be a boolean\"}]}");
+  r = op(payment_op_refund, f, "{\"orderId\":\"ord_q\",\"voidIfMissing\":true,\"x\":1}");
+  assert_int_equal(r.status, 400);
+  svc_result_free(&r);
+  r = op(payment_op_process, f,
+         "{\"orderId\":\"ord_q\",\"userId\":\"user_1\",\"amount\":1,"
+         "\"paymentMethod\":\"tok_visa\"}");
+  assert_string_equal(str(r.response, "status"), "succeeded"); /* the 400s voided nothing */
+  svc_result_free(&r);
+}
+
 static void not_found(void **state) {
   fixture_t *f = *state;
   svc_result_t r = op(payment_op_get, f, "{\"id\":\"pay_00000000000000000000000000000000\"}");
@@ -379,6 +487,17 @@ static void group_shares_one_transaction_per_turn(void **state) {
   svc_result_t a = op(payment_op_process, f, visa);
   svc_result_t b = op(payment_op_process, f, visa);
   svc_result_t r = op(payment_op_refund, f, "{\"orderId\":\"ord_gr\"}");
+  /* A void and the late charge in the same turn: the charge sees the
+   * uncommitted void and is declined. */
+  svc_result_t v = op(payment_op_refund, f, "{\"orderId\":\"ord_gv\",\"voidIfMissing\":true}");
+  svc_result_t late = op(payment_op_process, f,
+                         "{\"orderId\":\"ord_gv\",\"userId\":\"user_1\",\"amount\":3,"
+                         "\"paymentMethod\":\"tok_visa\"}");
+  assert_int_equal(v.status, 200);
+  assert_string_equal(str(v.response, "status"), "voided");
+  assert_string_equal(str(late.response, "reason"), "order_voided");
+  svc_result_free(&v);
+  svc_result_free(&late);
   assert_true(store_group_in_txn(g));
   assert_int_equal(a.status, 200);
   assert_int_equal(a.replayed, 0);
@@ -398,6 +517,7 @@ static void group_shares_one_transaction_per_turn(void **state) {
   assert_int_equal(st.commits, 1);
   assert_int_equal(st.failures, 0);
   assert_int_equal(count_committed(f, "ord_g"), 1);
+  assert_int_equal(count_committed(f, "ord_gv"), 1);
 
   /* A read after the commit returns the object the first reply carried. */
   svc_result_t got = op(payment_op_get_by_order, f, "{\"orderId\":\"ord_g\"}");
@@ -420,6 +540,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(declines_are_answers_with_failed_events, setup, teardown),
       cmocka_unit_test_setup_teardown(mismatch_and_validation_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(refund_once, setup, teardown),
+      cmocka_unit_test_setup_teardown(void_then_late_charge_is_declined, setup, teardown),
+      cmocka_unit_test_setup_teardown(void_if_missing_keeps_refund_behaviour, setup, teardown),
       cmocka_unit_test_setup_teardown(not_found, setup, teardown),
       cmocka_unit_test_setup_teardown(health, setup, teardown),
       cmocka_unit_test_setup_teardown(storage_failure_is_500_without_event, setup, teardown),

@@ -1,7 +1,8 @@
 /* test_validate.c: the payment service's input validation (validate.c) and
  * the test processor (processor.c): required fields, ids, amount range and
  * types, currency default and shape, known payment methods, unknown fields,
- * and the keys of get/refund requests. Pure functions: no database, no loop.
+ * the keys of get/refund requests and refund_payment's voidIfMissing. Pure
+ * functions: no database, no loop.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -266,6 +267,63 @@ static void keys(void **state) {
   json_decref(d);
 }
 
+/* refund_payment {orderId, voidIfMissing?}: a boolean, absent or null is
+ * false; anything else names the field; other fields stay unknown. */
+static void refund_void_if_missing(void **state) {
+  (void)state;
+  static const struct {
+    const char *text;
+    int void_if_missing;
+  } ok[] = {
+      {"{\"orderId\":\"ord_9\"}", 0},
+      {"{\"orderId\":\"ord_9\",\"voidIfMissing\":false}", 0},
+      {"{\"orderId\":\"ord_9\",\"voidIfMissing\":null}", 0},
+      {"{\"orderId\":\"ord_9\",\"voidIfMissing\":true}", 1},
+  };
+  for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+    payment_refund_input_t in = {.void_if_missing = -1};
+    payment_verrs_t errs;
+    json_t *d = parse(ok[i].text);
+    assert_int_equal(payment_validate_refund(d, &in, &errs), 0);
+    assert_int_equal(in.order_id_len, 5);
+    assert_memory_equal(in.order_id, "ord_9", 5);
+    assert_int_equal(in.void_if_missing, ok[i].void_if_missing);
+    json_decref(d);
+  }
+  static const char *const bad[] = {
+      "{\"orderId\":\"ord_9\",\"voidIfMissing\":\"true\"}",
+      "{\"orderId\":\"ord_9\",\"voidIfMissing\":1}",
+      "{\"orderId\":\"ord_9\",\"voidIfMissing\":0}",
+      "{\"orderId\":\"ord_9\",\"voidIfMissing\":[]}",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    payment_refund_input_t in;
+    payment_verrs_t errs;
+    json_t *d = parse(bad[i]);
+    assert_int_equal(payment_validate_refund(d, &in, &errs), -1);
+    assert_int_equal(errs.n, 1);
+    assert_err(&errs, "voidIfMissing", "must be a boolean");
+    json_decref(d);
+  }
+  payment_refund_input_t in;
+  payment_verrs_t errs;
+  json_t *d = parse("{\"voidIfMissing\":true,\"force\":true}");
+  assert_int_equal(payment_validate_refund(d, &in, &errs), -1);
+  assert_err(&errs, "orderId", "is required");
+  assert_err(&errs, "force", "is not allowed");
+  json_decref(d);
+  d = parse("[]");
+  assert_int_equal(payment_validate_refund(d, &in, &errs), -1);
+  assert_err(&errs, "data", "must be an object");
+  json_decref(d);
+  /* get_payment_by_order takes no voidIfMissing. */
+  payment_key_input_t k;
+  d = parse("{\"orderId\":\"ord_9\",\"voidIfMissing\":true}");
+  assert_int_equal(payment_validate_order_key(d, &k, &errs), -1);
+  assert_err(&errs, "voidIfMissing", "is not allowed");
+  json_decref(d);
+}
+
 static void too_many_errors_are_capped(void **state) {
   (void)state;
   json_t *d = parse("{\"a\":1,\"b\":1,\"c\":1,\"d\":1,\"e\":1,\"f\":1,\"g\":1,\"h\":1,\"i\":1}");
@@ -285,6 +343,7 @@ int main(void) {
       cmocka_unit_test(process_ids),
       cmocka_unit_test(process_rejects_unknown_and_non_objects),
       cmocka_unit_test(keys),
+      cmocka_unit_test(refund_void_if_missing),
       cmocka_unit_test(too_many_errors_are_capped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
