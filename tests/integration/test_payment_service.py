@@ -1,7 +1,9 @@
 """The payment service over raw NestJS TCP frames with a real redis-server:
 each test payment method and the event it publishes (checked byte-level by a
 plain RESP subscriber: the exact envelope {"pattern","data","metadata"}),
-idempotent processing and refunds (one charge, one event), the error codes,
+idempotent processing and refunds (one charge, one event), voids
+(refund_payment {orderId, voidIfMissing:true} before the charge: the late
+process_payment is declined order_voided, charged never), the error codes,
 health with Redis up and down, --help/--health, and durability across a
 kill -9. Every test starts its own redis-server and daemon on ephemeral ports
 with its own DATA_DIR; cleanup stops them and fails on a non-zero exit or a
@@ -284,6 +286,82 @@ class RefundTest(WithRedis):
         self.assertEqual(self.events("payment_refunded"), [])
 
 
+class VoidTest(WithRedis):
+    """refund_payment {orderId, voidIfMissing: true}: the saga's compensation
+    of a charge whose outcome it does not know."""
+
+    def void(self, order, conn=None, request_id=None):
+        meta = {"requestId": request_id} if request_id else None
+        return (conn or self.conn).call("refund_payment",
+                                        {"orderId": order, "voidIfMissing": True},
+                                        metadata=meta)
+
+    def test_void_then_late_charge_is_declined_order_voided(self):
+        order = unique("ord_void")
+        v1 = reply_response(self.void(order, request_id="req-void-1"))
+        self.assertEqual(set(v1), {"orderId", "status", "voidedAt"}, v1)
+        self.assertEqual((v1["orderId"], v1["status"]), (order, "voided"), v1)
+        self.assertRegex(v1["voidedAt"], ISO_RE)
+        # Idempotent: the same answer, from another connection too.
+        self.assertEqual(reply_response(self.void(order)), v1)
+        self.assertEqual(reply_response(self.void(order, conn=self.connect())), v1)
+        # A void is not a payment.
+        err = reply_error(self.conn.call("get_payment_by_order", {"orderId": order}))
+        self.assertEqual(err.get("statusCode"), 404, err)
+        # The charge that was on its way lands: recorded as declined, not charged.
+        p1 = reply_response(self.process(self.conn, order, request_id="req-late-1"))
+        self.assert_payment(p1, order, "declined", reason="order_voided")
+        p2 = reply_response(self.process(self.conn, order, request_id="req-late-2"))
+        self.assertEqual(p2, p1)
+        msg = self.wait_event("payment_failed", order)
+        self.assert_envelope(msg, "payment_failed",
+                             {"orderId": order, "userId": "user_1", "reason": "order_voided",
+                              "paymentId": p1["id"], "amount": 3998, "currency": "USD"},
+                             request_id="req-late-1")
+        self.assertEqual(reply_response(self.conn.call("get_payment_by_order",
+                                                       {"orderId": order})), p1)
+        # A compensation retried after the late charge: a declined payment, 409.
+        err = reply_error(self.void(order))
+        self.assertEqual((err.get("statusCode"), err.get("code")),
+                         (409, "PAYMENT_NOT_REFUNDABLE"), err)
+        self.barrier()
+        self.assertEqual(len(self.events("payment_failed", order)), 1)
+        self.assertEqual(self.events("payment_completed", order), [])
+        self.assertEqual(self.events("payment_refunded", order), [])
+
+    def test_void_if_missing_refunds_a_succeeded_payment(self):
+        order = unique("ord_vpaid")
+        paid = reply_response(self.process(self.conn, order, amount=700))
+        r1 = reply_response(self.void(order, request_id="req-vref-1"))
+        self.assert_payment(r1, order, "refunded", amount=700)
+        self.assertEqual(r1["id"], paid["id"])
+        self.assertEqual(reply_response(self.void(order)), r1)
+        msg = self.wait_event("payment_refunded", order)
+        self.assertEqual(msg["data"]["paymentId"], paid["id"], msg)
+        self.barrier()
+        self.assertEqual(len(self.events("payment_refunded", order)), 1)
+
+    def test_without_void_if_missing_404_and_validation(self):
+        order = unique("ord_novoid")
+        for data in ({"orderId": order}, {"orderId": order, "voidIfMissing": False}):
+            with self.subTest(data=data):
+                err = reply_error(self.conn.call("refund_payment", data))
+                self.assertEqual(err, {"statusCode": 404, "code": "PAYMENT_NOT_FOUND",
+                                       "message": "Payment not found"})
+        for bad in ("true", 1, {}):
+            with self.subTest(voidIfMissing=bad):
+                err = reply_error(self.conn.call("refund_payment",
+                                                 {"orderId": order, "voidIfMissing": bad}))
+                self.assertEqual(err.get("statusCode"), 400, err)
+                self.assertEqual([d["field"] for d in err["details"]], ["voidIfMissing"], err)
+        err = reply_error(self.conn.call("refund_payment", {"orderId": order,
+                                                            "voidIfMissing": True, "x": 1}))
+        self.assertEqual([d["field"] for d in err["details"]], ["x"], err)
+        # Nothing above voided the order: it is charged as usual.
+        p = reply_response(self.process(self.conn, order))
+        self.assertEqual(p["status"], "succeeded", p)
+
+
 class LookupAndHealthTest(WithRedis):
 
     def test_get_404s(self):
@@ -360,6 +438,23 @@ class DurabilityTest(PaymentCase):
         completed = [m for ch, m in sub.snapshot("payment_completed")
                      if json.loads(m)["data"]["orderId"] == order]
         self.assertEqual(len(completed), 1, completed)
+
+    def test_void_survives_kill_9(self):
+        redis = start_redis(self)
+        data_dir = self.make_data_dir()
+        svc = self.start_payment_service(redis.port, data_dir=data_dir)
+        order = unique("ord_voidkill")
+        with FrameConn(svc.port) as c:
+            v = reply_response(c.call("refund_payment", {"orderId": order,
+                                                         "voidIfMissing": True}))
+        svc.kill()  # the reply was sent: the void must be on disk
+        svc2 = self.start_payment_service(redis.port, data_dir=data_dir)
+        with FrameConn(svc2.port) as c:
+            self.assertEqual(reply_response(c.call("refund_payment",
+                                                   {"orderId": order, "voidIfMissing": True})),
+                             v)
+            p = reply_response(self.process(c, order))
+        self.assertEqual((p["status"], p["reason"]), ("declined", "order_voided"), p)
 
 
 if __name__ == "__main__":
