@@ -461,28 +461,24 @@ static void test_server_restart(void **state) {
   assert_int_equal(sleeping.rc, STORE_PG_CONNLOST);
   pool_ready_arg_t none = {f, 0};
   run_until(f, pool_has_none, &none, "both connections to notice");
-  /* Give every connection its first failed retry: then the pool is down. */
-  answer_t down = {0};
-  int rc;
-  while ((rc = store_pg_query(f->pool, "SELECT 1", 0, NULL, on_answer, &down)) == STORE_OK) {
-    run_until(f, flag_set, &down.done, "a query while the server is down");
-    assert_int_equal(down.rc, STORE_PG_UNAVAILABLE);
-    memset(&down, 0, sizeof(down));
-  }
-  assert_int_equal(rc, STORE_PG_UNAVAILABLE); /* at once, no callback */
-  assert_false(down.done);
   /* Stay down until the retries have backed off to their longest wait
    * (50+100+200+400 ms, then 500 ms: five failures per connection after the
-   * loss), so the recovery below measures the capped backoff. */
+   * loss), so the recovery below measures the capped backoff. All the while,
+   * on every turn (retry attempts included), a new query fails at once. */
+  static answer_t down; /* outlives a failing assertion: the pool may still hold it */
+  memset(&down, 0, sizeof(down));
   store_pg_stats_t st;
   store_pg_stats(f->pool, &st);
   uint64_t target = st.connect_failures + 2 * 5;
   while (st.connect_failures < target) {
     if (f->timed_out)
       fail_msg("watchdog: only %llu connect failures", (unsigned long long)st.connect_failures);
+    assert_int_equal(store_pg_query(f->pool, "SELECT 1", 0, NULL, on_answer, &down),
+                     STORE_PG_UNAVAILABLE);
     (void)uv_run(&f->loop, UV_RUN_ONCE);
     store_pg_stats(f->pool, &st);
   }
+  assert_false(down.done); /* an error return means no callback */
 
   /* Back up; the loop keeps running (and retrying) while the server starts. */
   helper_send("start");
