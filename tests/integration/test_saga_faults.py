@@ -407,16 +407,9 @@ class KillUpstreamTest(SagaFaultCase):
         return self.start_service("payment-service", PAYMENT_SERVICE, "PAYMENT_SERVICE_PORT",
                                   port=old.port, data_dir=old.data_dir)
 
-    # DEFECT (order saga driver vs payment service, found by this test): the
-    # saga's compensation sends refund_payment {orderId, voidIfMissing: true}
-    # (the contract), but the payment service does not know voidIfMissing and
-    # answers 400 VALIDATION_FAILED "voidIfMissing is not allowed"; the
-    # driver's judge_refund (saga_outcome.c) takes a 400 as an unknown
-    # outcome and retries for ever. Every saga whose deadline passed while it
-    # was charging stays `compensating` (saga compensating_refund, attempts
-    # growing) and its units stay reserved. Remove this mark once refund_payment
-    # accepts voidIfMissing (and voids a charge still on its way).
-    @unittest.expectedFailure
+    # Found a defect when written: refund_payment refused voidIfMissing (400),
+    # the saga retried it for ever and orders stayed `compensating`. Fixed in
+    # the payment service (refund_payment voids an order it has not charged).
     def test_kill_9_payment_down_past_the_deadline(self):
         # Charges in flight at the kill, and those sent after it, reach the
         # callers' deadline with the payment service down: those sagas
