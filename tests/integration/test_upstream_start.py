@@ -92,13 +92,21 @@ class GatewayStartupOrderTest(DaemonTestCase):
 
 
 class OrderUpstreamRestartTest(DaemonTestCase):
-    """redis-server, the user, payment and order services; an upstream of the
-    order service restarts on its port with its data."""
+    """redis-server, the user, inventory, payment and order services; an
+    upstream of the order service restarts on its port with its data."""
 
     def setUp(self):
         super().setUp()
         self.redis = start_redis(self)
         self.user = self.start_user_service()
+        self.inventory = self.start_inventory_service()
+        # The saga reserves (and prices) the items with the inventory service.
+        c = FrameConn(self.inventory.port)
+        try:
+            reply_response(c.call("create_product", {"id": "prod-1", "name": "Keyboard",
+                                                     "price": 1999, "stock": 1000}))
+        finally:
+            c.close()
         self.payment = self.start_payment()
         self.order = self.start_daemon("order-service", ORDER_SERVICE, {
             "LISTEN_HOST": "127.0.0.1", "ORDER_SERVICE_PORT": "0",
@@ -106,6 +114,8 @@ class OrderUpstreamRestartTest(DaemonTestCase):
             "USER_SERVICE_HOST": "127.0.0.1", "USER_SERVICE_PORT": str(self.user.port),
             "PAYMENT_SERVICE_HOST": "127.0.0.1",
             "PAYMENT_SERVICE_PORT": str(self.payment.port),
+            "INVENTORY_SERVICE_HOST": "127.0.0.1",
+            "INVENTORY_SERVICE_PORT": str(self.inventory.port),
             "RPC_TIMEOUT_MS": str(RPC_TIMEOUT_MS),
             "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(self.redis.port)}, ("rpc",))
         self.conn = FrameConn(self.order.port)
@@ -154,6 +164,17 @@ class OrderUpstreamRestartTest(DaemonTestCase):
                                 message="the order service's reconnect to the payment "
                                         "service failing")
         self.payment = self.start_payment(port, data_dir)
+        self.assert_order_confirmed(user_id)
+
+    def test_inventory_service_restarted(self):
+        user_id = self.create_user()
+        self.assert_order_confirmed(user_id)
+        port, data_dir = self.inventory.port, self.inventory.data_dir
+        self.inventory.stop()
+        self.order.wait_for_log(upstream_log("upstream_connect_failed", "inventory"),
+                                message="the order service's reconnect to the inventory "
+                                        "service failing")
+        self.inventory = self.start_inventory_service(data_dir=data_dir, port=port)
         self.assert_order_confirmed(user_id)
 
 
