@@ -25,6 +25,7 @@ const EVENT_TIMEOUT_MS = 15000;
 const ORDER_SERVICE = 'services/order/order-service';
 const PAYMENT_SERVICE = 'services/payment/payment-service';
 const NOTIFICATION_SERVICE = 'services/notification/notification-service';
+const INVENTORY_SERVICE = 'services/inventory/inventory-service';
 const START_ATTEMPTS = 3; // free-port races: try another port this many times
 const EVT_ID = /^evt_[0-9a-f]{32}$/;
 const DIG_ID = /^dig_[0-9a-f]{32}$/; // derived from content: no eventId was sent
@@ -212,7 +213,7 @@ async function notificationsOf(userId) {
 describe('NestJS Redis transport and our events', { timeout: 180000 }, () => {
   before(async () => {
     for (const rel of [USER_SERVICE, PAYMENT_SERVICE, ORDER_SERVICE, NOTIFICATION_SERVICE,
-      PROTO_CALL]) {
+      INVENTORY_SERVICE, PROTO_CALL]) {
       binary(rel); // fail clearly before anything else if one is not built
     }
     nest = await loadNest();
@@ -234,9 +235,16 @@ describe('NestJS Redis transport and our events', { timeout: 180000 }, () => {
     await startDaemon('user', USER_SERVICE, 'USER_SERVICE_PORT');
     await startDaemon('payment', PAYMENT_SERVICE, 'PAYMENT_SERVICE_PORT');
     await startDaemon('notification', NOTIFICATION_SERVICE, 'NOTIFICATION_SERVICE_PORT');
+    // The order saga reserves and prices the items there: the catalogue
+    // holds the products the test orders, at the prices it sends.
+    await startDaemon('inventory', INVENTORY_SERVICE, 'INVENTORY_SERVICE_PORT');
+    for (const [id, price] of [['p1', 1999], ['café-😀', 0]]) {
+      await call(daemons.inventory, 'create_product', { id, name: id, price, stock: 100 });
+    }
     await startDaemon('order', ORDER_SERVICE, 'ORDER_SERVICE_PORT', {
       USER_SERVICE_HOST: '127.0.0.1', USER_SERVICE_PORT: String(daemons.user.port),
       PAYMENT_SERVICE_HOST: '127.0.0.1', PAYMENT_SERVICE_PORT: String(daemons.payment.port),
+      INVENTORY_SERVICE_HOST: '127.0.0.1', INVENTORY_SERVICE_PORT: String(daemons.inventory.port),
     });
     // The notification daemon has every channel subscribed.
     await waitUntil(async () => {
@@ -266,7 +274,7 @@ describe('NestJS Redis transport and our events', { timeout: 180000 }, () => {
     await attempt(async () => { if (client) await client.close(); });
     await attempt(async () => { if (app) await app.close(); });
     await attempt(async () => { if (rawSub) rawSub.disconnect(); });
-    for (const name of ['order', 'notification', 'payment', 'user']) {
+    for (const name of ['order', 'inventory', 'notification', 'payment', 'user']) {
       await attempt(async () => { if (daemons[name]) await daemons[name].stop(); });
     }
     await attempt(async () => { if (redis) await redis.stop(); });
