@@ -20,6 +20,7 @@
 #include "proto/error.h"
 #include "proto/log.h"
 #include "reply.h"
+#include "deadline.h"
 #include "request_id.h"
 #include "routes.h"
 
@@ -73,6 +74,7 @@ struct gw_req {
   gw_match_t match;           /* route and path parameters (point into url) */
   ready_call_t ready[GW_MAX_UPSTREAMS];
   char request_id[GW_REQUEST_ID_SIZE];
+  uint32_t timeout_ms;        /* the upstream call's deadline: X-Request-Timeout, capped */
 };
 
 struct gw_http {
@@ -328,7 +330,7 @@ static void rpc_start(gw_req_t *r) {
   }
   r->pending = 1;
   r->dispatching = 1;
-  int rc = proto_rpc_client_send(cli, rt->cmd, data, r->request_id, h->rpc_timeout_ms,
+  int rc = proto_rpc_client_send(cli, rt->cmd, data, r->request_id, r->timeout_ms,
                                  on_rpc_reply, r);
   r->dispatching = 0;
   if (rc != 0) { /* the callback will not run */
@@ -428,6 +430,15 @@ static enum MHD_Result req_begin(gw_req_t *r, const char *url, const char *metho
   gw_request_id_pick(&h->ids,
                      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id"),
                      r->request_id);
+  r->timeout_ms = h->rpc_timeout_ms;
+  const char *xt = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, GW_DEADLINE_HEADER);
+  if (xt && gw_deadline_parse(xt, h->rpc_timeout_ms ? h->rpc_timeout_ms : UINT32_MAX,
+                              &r->timeout_ms) != 0) {
+    static const gw_field_error_t bad = {GW_DEADLINE_HEADER,
+                                         "must be a duration such as 250ms or 2s"};
+    req_answer_early(r, 400, gw_validation_error_body(&bad, 1, r->request_id));
+    return MHD_YES;
+  }
   r->url = url;
   r->method_str = method;
   r->method = gw_method_parse(method);

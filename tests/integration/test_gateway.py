@@ -399,6 +399,47 @@ class UpstreamHangsTest(DaemonTestCase):
         self.assertLess(time.monotonic() - t0, 5.0)
 
 
+class RequestTimeoutHeaderTest(DaemonTestCase):
+    """X-Request-Timeout: the caller's own deadline, capped by RPC_TIMEOUT_MS."""
+
+    def test_own_deadline_gives_504_long_before_rpc_timeout(self):
+        silent = SilentServer()
+        self.addCleanup(silent.close)
+        gw = self.start_gateway(silent.port, RPC_TIMEOUT_MS=30000)
+        t0 = time.monotonic()
+        try:
+            r = http_request(gw.port, "GET", "/users/abc",
+                             headers={"X-Request-Timeout": "200ms"}, timeout=15)
+        except socket.timeout:
+            self.fail("no answer within 15 s: X-Request-Timeout 200ms was not applied\n"
+                      + gw.describe())
+        check_error(self, r, 504)
+        # Without the header the call would wait RPC_TIMEOUT_MS (30 s).
+        self.assertLess(time.monotonic() - t0, 15.0)
+
+    def test_larger_than_rpc_timeout_is_capped(self):
+        silent = SilentServer()
+        self.addCleanup(silent.close)
+        gw = self.start_gateway(silent.port, RPC_TIMEOUT_MS=300)
+        try:
+            r = http_request(gw.port, "GET", "/users/abc",
+                             headers={"X-Request-Timeout": "60s"}, timeout=15)
+        except socket.timeout:
+            self.fail("no answer within 15 s: 60s was not capped at RPC_TIMEOUT_MS=300")
+        check_error(self, r, 504)
+
+    def test_bad_value_is_400_naming_the_header(self):
+        silent = SilentServer()
+        self.addCleanup(silent.close)
+        gw = self.start_gateway(silent.port, RPC_TIMEOUT_MS=300)
+        for bad in ("0", "1.5s", "soon", "-1"):
+            r = http_request(gw.port, "GET", "/users/abc", headers={"X-Request-Timeout": bad})
+            body = check_error(self, r, 400)
+            self.assertEqual(body.get("code"), "VALIDATION_FAILED", r)
+            self.assertEqual([d.get("field") for d in body.get("details", [])],
+                             ["X-Request-Timeout"], r)
+
+
 class GatewayShutdownTest(DaemonTestCase):
 
     def test_sigterm_answers_request_in_flight(self):
