@@ -349,6 +349,20 @@ class DaemonTestCase(unittest.TestCase):
         d.data_dir = env["DATA_DIR"]
         return d
 
+    def seed_products(self, inventory, products):
+        """create_product on the inventory daemon for each {id: (price,
+        stock[, currency])}: the order saga reserves and prices there, so an
+        order can name only products the catalogue holds. Returns {id:
+        product}."""
+        out = {}
+        with FrameConn(inventory.port) as c:
+            for pid, spec in products.items():
+                data = {"id": pid, "name": pid, "price": spec[0], "stock": spec[1]}
+                if len(spec) > 2:
+                    data["currency"] = spec[2]
+                out[pid] = reply_response(c.call("create_product", data))
+        return out
+
     def start_gateway(self, user_port, **extra_env):
         env = {
             "LISTEN_HOST": "127.0.0.1",
