@@ -1,20 +1,30 @@
-"""The order service over raw NestJS TCP frames, with the real user and
-payment services and a real redis-server: create_order down every path
-(confirmed with an exact total, declined -> cancelled, unknown user 404, user
-service stopped 503, payment rejecting the method 400, payment stopped 503,
-payment silent 504 leaving the order pending), the status machine (illegal
-moves 409, confirmed and pending never settable by request, not even on an
-unpaid pending order; legal ones publish order_status_changed with the real
-previous status, checked as the exact envelope by a plain RESP subscriber),
-refunds (confirmed -> cancelled + payment_refunded, by refund_order or by
-update_order_status cancelled; shipped -> 409), health, --help
-and --health, and a SIGTERM that drains an order in flight. Every test starts
-its own redis-server and daemons on ephemeral ports with their own DATA_DIR;
-cleanup stops them and fails on a non-zero exit or a sanitizer report.
+"""The order service over raw NestJS TCP frames, with the real user,
+inventory and payment services and a real redis-server. create_order runs the
+saga (issue 9): reserve with the inventory (which prices the items), charge,
+commit the stock, confirm; compensate on failure. Covered: the README
+walkthrough (p1 1999 x 10: an order of 2 without prices confirmed at 3998,
+stock 8; 99 -> 409 OUT_OF_STOCK, nothing charged; a decline cancels and gives
+the stock back; get_order_saga's history), confirmed with an exact total,
+declined -> cancelled, unknown user 404, user service stopped 503, unknown
+product 404, a client price that differs 409 PRICE_CHANGED, inventory stopped
+503, payment rejecting the method 400, payment stopped 503, a silent payment
+(retried, then 504 DEADLINE_EXCEEDED and compensation, which ends once a
+payment service answers again), the events order_created, order_completed and
+order_failed; the status machine (illegal moves 409, confirmed and pending
+never settable by request, a pending order whose saga runs is 409 ORDER_BUSY;
+legal ones publish order_status_changed with the real previous status, checked
+as the exact envelope by a plain RESP subscriber), refunds (confirmed ->
+cancelled + payment_refunded, by refund_order or by update_order_status
+cancelled; shipped -> 409), health, --help and --health, and a SIGTERM that
+drains an order in flight, whose saga the next start finishes. Every test
+starts its own redis-server and daemons on ephemeral ports with their own
+DATA_DIR; cleanup stops them and fails on a non-zero exit or a sanitizer
+report.
 
 "Nothing was published" is checked without sleeping: events from one
-publisher arrive in order, so after the action that must not publish, a later
-event from the same daemon (the barrier) is awaited."""
+publisher arrive in order (the outbox relays them in order), so after the
+action that must not publish, a later event from the same daemon (the
+barrier) is awaited."""
 
 import itertools
 import json
@@ -29,7 +39,7 @@ from redis_helper import start_redis
 
 ORDER_SERVICE = "services/order/order-service"
 PAYMENT_SERVICE = "services/payment/payment-service"
-ORDER_EVENTS = ("order_created", "order_status_changed")
+ORDER_EVENTS = ("order_created", "order_completed", "order_failed", "order_status_changed")
 PAYMENT_EVENTS = ("payment_completed", "payment_failed", "payment_refunded")
 ISO_RE = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 ORDER_ID_RE = r"^order_[0-9a-f]{32}$"
@@ -38,6 +48,16 @@ EVT_ID_RE = r"^evt_[0-9a-f]{32}$"
 ORDER_KEYS = {"id", "userId", "items", "totalAmount", "currency", "status", "paymentMethod",
               "paymentId", "cancelReason", "createdAt", "updatedAt"}
 RUN_TIMEOUT_S = 20
+SAGA_TIMEOUT_S = 30.0         # a saga's end after its upstream is back, under ASan
+RETRY_MAX_MS = 500            # ORDER_SAGA_RETRY_MAX_MS: quick retries in tests
+# The catalogue every test's inventory holds, {id: (price, stock)}: the saga
+# reserves there and takes its prices, so every product a test orders is here.
+EMOJI_PRODUCT = "prod-\u00e9\U0001F600"
+PRODUCTS = {"prod-1": (1999, 1000000), EMOJI_PRODUCT: (10 ** 9, 1000000),
+            "prod-3": (0, 1000), "p": (500, 1000),
+            "p1": (1999, 10),  # the README walkthrough's product
+            "prod-eur": (1999, 1000, "EUR")}  # an order's currency is its items'
+
 
 _seq = itertools.count(1)
 
@@ -48,7 +68,7 @@ def unique(prefix):
 
 class OrderCase(DaemonTestCase):
     """redis-server, a subscriber on every order and payment event, the user,
-    payment and order services (in that order)."""
+    inventory (with PRODUCTS), payment and order services (in that order)."""
 
     order_env = {}
 
@@ -58,18 +78,21 @@ class OrderCase(DaemonTestCase):
         # Subscribed before any daemon exists: pub/sub keeps nothing.
         self.sub = self.redis.subscriber(self, *(ORDER_EVENTS + PAYMENT_EVENTS))
         self.user_svc = self.start_user_service()
+        self.inventory_svc = self.start_inventory_service()
+        self.seed_products(self.inventory_svc, PRODUCTS)
         self.payment_svc = self.start_payment_service()
         self.order_svc = self.start_order_service(**self.order_env)
         self.conn = self.connect(self.order_svc)
         self.users = self.connect(self.user_svc)
         self.payments = self.connect(self.payment_svc)
+        self.stock = self.connect(self.inventory_svc)
 
     # -- daemons --
     def redis_env(self):
         return {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(self.redis.port)}
 
-    def start_payment_service(self):
-        env = {"LISTEN_HOST": "127.0.0.1", "PAYMENT_SERVICE_PORT": "0",
+    def start_payment_service(self, port=0):
+        env = {"LISTEN_HOST": "127.0.0.1", "PAYMENT_SERVICE_PORT": str(port),
                "DATA_DIR": self.make_data_dir()}
         env.update(self.redis_env())
         return self.start_daemon("payment-service", PAYMENT_SERVICE, env, ("rpc",))
@@ -83,6 +106,10 @@ class OrderCase(DaemonTestCase):
             "USER_SERVICE_PORT": str(self.user_svc.port),
             "PAYMENT_SERVICE_HOST": "127.0.0.1",
             "PAYMENT_SERVICE_PORT": str(payment_port or self.payment_svc.port),
+            # Always set: the default (3005) may be someone else's daemon.
+            "INVENTORY_SERVICE_HOST": "127.0.0.1",
+            "INVENTORY_SERVICE_PORT": str(self.inventory_svc.port),
+            "ORDER_SAGA_RETRY_MAX_MS": str(RETRY_MAX_MS),
             "RPC_TIMEOUT_MS": "3000",
         }
         env.update(self.redis_env())
@@ -119,8 +146,37 @@ class OrderCase(DaemonTestCase):
         return self.conn.call("update_order_status", {"id": order_id, "status": status},
                               metadata=meta)
 
-    def get_order(self, order_id):
-        return reply_response(self.conn.call("get_order", {"id": order_id}))
+    def get_order(self, order_id, conn=None):
+        return reply_response((conn or self.conn).call("get_order", {"id": order_id}))
+
+    def get_saga(self, order_id, conn=None):
+        return reply_response((conn or self.conn).call("get_order_saga", {"id": order_id}))
+
+    def product(self, product_id):
+        return reply_response(self.stock.call("get_product", {"id": product_id}))
+
+    def assert_stock(self, product_id, stock, reserved=0):
+        p = self.product(product_id)
+        self.assertEqual((p["stock"], p["reserved"], p["available"]),
+                         (stock, reserved, stock - reserved), p)
+
+    def assert_not_charged(self, order_id, payments=None):
+        """No payment took money for the order: none at all, or a declined one
+        (a void makes a late charge a decline)."""
+        r = (payments or self.payments).call("get_payment_by_order", {"orderId": order_id})
+        if r.get("err") is not None:
+            self.assertEqual(reply_error(r).get("code"), "PAYMENT_NOT_FOUND", r)
+            return None
+        p = reply_response(r)
+        self.assertNotIn(p.get("status"), ("succeeded", "refunded"), p)
+        return p
+
+    def wait_final(self, order_id, conn=None, timeout=SAGA_TIMEOUT_S):
+        """The order once its saga ended (confirmed or cancelled)."""
+        def final():
+            o = self.get_order(order_id, conn)
+            return o if o["status"] in ("confirmed", "cancelled") else None
+        return wait_until(final, timeout, message="order %s confirmed or cancelled" % order_id)
 
     # -- events --
     def wait_event(self, pattern, order_id):
@@ -140,10 +196,13 @@ class OrderCase(DaemonTestCase):
                 out.append(msg)
         return out
 
-    def barrier(self):
-        """Return once every order event published before now has arrived."""
-        o = reply_response(self.create_order(self.create_user()))
-        self.wait_event("order_created", o["id"])
+    def barrier(self, conn=None):
+        """Return once every order event the order service behind conn
+        (default self.conn) published before now has arrived."""
+        data = {"userId": self.create_user(), "paymentMethod": "tok_visa",
+                "items": [{"productId": "prod-1", "quantity": 1}]}
+        o = reply_response((conn or self.conn).call("create_order", data))
+        self.wait_event("order_completed", o["id"])
 
     def assert_envelope(self, msg, pattern, data, request_id=None):
         self.assertEqual(list(msg), ["pattern", "data", "metadata"], msg)
@@ -167,8 +226,9 @@ class CreateOrderTest(OrderCase):
 
     def test_visa_confirms_with_exact_total(self):
         user = self.create_user()
+        # The client's prices are the catalogue's (a differing one is 409).
         items = [{"productId": "prod-1", "quantity": 3, "price": 1999},
-                 {"productId": "prod-\u00e9\U0001F600", "quantity": 10000, "price": 10 ** 9},
+                 {"productId": EMOJI_PRODUCT, "quantity": 10000, "price": 10 ** 9},
                  {"productId": "prod-3", "quantity": 1, "price": 0}]
         total = 3 * 1999 + 10000 * 10 ** 9
         o = reply_response(self.create_order(user, items=items, request_id="req-ord-1"))
@@ -195,9 +255,20 @@ class CreateOrderTest(OrderCase):
                               "currency": "USD", "items": items},
                              request_id="req-ord-1")
         self.wait_event("payment_completed", o["id"])
-        # create_order's own pending -> confirmed publishes no status change.
+        msg = self.wait_event("order_completed", o["id"])
+        self.assert_envelope(msg, "order_completed",
+                             {"orderId": o["id"], "userId": user, "totalAmount": total,
+                              "currency": "USD"}, request_id="req-ord-1")
+        # The reservation was committed: the units left the stock.
+        self.assert_stock(EMOJI_PRODUCT, 1000000 - 10000)
+        self.assert_stock("prod-1", 1000000 - 3)
+        # create_order's own pending -> confirmed publishes no status change,
+        # and no order_failed.
         self.barrier()
         self.assertEqual(self.events("order_status_changed", o["id"]), [])
+        self.assertEqual(self.events("order_failed", o["id"]), [])
+        self.assertEqual(len(self.events("order_created", o["id"])), 1)
+        self.assertEqual(len(self.events("order_completed", o["id"])), 1)
         self.order_svc.wait_for_log(lambda l: l.get("requestId") == "req-ord-1"
                                     and l.get("pattern") == "create_order"
                                     and l.get("outcome") == "OK",
@@ -205,12 +276,19 @@ class CreateOrderTest(OrderCase):
 
     def test_declined_card_cancels(self):
         user = self.create_user()
+        # EUR: the catalogue's currency must be the order's (saga: 409
+        # CURRENCY_MISMATCH otherwise), so the EUR order names a EUR product.
         o = reply_response(self.create_order(user, method="tok_chargeDeclined",
-                                             currency="EUR"))
+                                             currency="EUR", items=[
+                                                 {"productId": "prod-eur", "quantity": 2}]))
         self.assertEqual((o["status"], o["cancelReason"], o["paymentId"], o["currency"]),
                          ("cancelled", "card_declined", None, "EUR"), o)
         self.assertEqual(self.get_order(o["id"]), o)
         self.wait_event("payment_failed", o["id"])
+        msg = self.wait_event("order_failed", o["id"])
+        self.assert_envelope(msg, "order_failed", {"orderId": o["id"], "userId": user,
+                                                   "reason": "card_declined"})
+        self.assert_stock("prod-eur", 1000)  # released
 
     def test_unknown_user_is_404_and_stores_nothing(self):
         err = self.assert_err(self.create_order("user_" + "0" * 32), 404, "USER_NOT_FOUND")
@@ -234,7 +312,10 @@ class CreateOrderTest(OrderCase):
         page = reply_response(self.conn.call("get_orders", {"userId": user}))
         self.assertEqual(page["total"], 1, page)
         o = page["orders"][0]
-        self.assertEqual((o["status"], o["cancelReason"]), ("cancelled", err["message"]), o)
+        # Contract change (saga): the cancel reason of a refusal is the peer's
+        # code in lowercase (as out_of_stock), no longer the payment's message.
+        self.assertEqual((o["status"], o["cancelReason"]), ("cancelled", "validation_failed"), o)
+        self.assert_stock("prod-1", 1000000)
 
     def test_payment_service_stopped_cancels_with_503(self):
         user = self.create_user()
@@ -244,6 +325,10 @@ class CreateOrderTest(OrderCase):
         o = page["orders"][0]
         self.assertIn(o["id"], err["message"])
         self.assertEqual((o["status"], o["cancelReason"]), ("cancelled", "payment_unavailable"))
+        # The saga released what it had reserved before the charge.
+        self.assert_stock("prod-1", 1000000)
+        msg = self.wait_event("order_failed", o["id"])
+        self.assertEqual(msg["data"]["reason"], "payment_unavailable", msg)
 
     def test_validation_names_fields(self):
         user = self.create_user()
@@ -266,6 +351,124 @@ class CreateOrderTest(OrderCase):
         err = self.assert_err(self.conn.call("get_order", {"id": "order_nope"}), 404,
                               "ORDER_NOT_FOUND")
         self.assertEqual(err["message"], "Order not found")
+
+
+class SagaTest(OrderCase):
+    """What the saga changed in create_order: the inventory reserves and
+    prices, failures compensate, get_order_saga tells the steps."""
+
+    def saga_states(self, order_id):
+        return [h["state"] for h in self.get_saga(order_id)["history"]]
+
+    def test_readme_walkthrough(self):
+        # Issue 9's walkthrough: p1 costs 1999 and 10 are on hand.
+        user = self.create_user()
+        self.assert_stock("p1", 10)
+        o = reply_response(self.create_order(user, items=[{"productId": "p1", "quantity": 2}],
+                                             request_id="req-walk-1"))
+        self.assertEqual((o["status"], o["totalAmount"], o["currency"], o["cancelReason"]),
+                         ("confirmed", 3998, "USD", None), o)
+        # The price came from the catalogue.
+        self.assertEqual(o["items"], [{"productId": "p1", "quantity": 2, "price": 1999}], o)
+        self.assertRegex(o["paymentId"], PAY_ID_RE)
+        self.assert_stock("p1", 8)
+        saga = self.get_saga(o["id"])
+        self.assertEqual((saga["orderId"], saga["state"], saga["finished"], saga["inFlight"]),
+                         (o["id"], "done", True, False), saga)
+        self.assertRegex(saga["updatedAt"], ISO_RE)
+        states = [h["state"] for h in saga["history"]]
+        self.assertEqual(states, ["reserving", "charging", "committing", "done"], saga)
+        for h in saga["history"]:
+            self.assertRegex(h["at"], ISO_RE)
+
+        # More than there is: 409 OUT_OF_STOCK with the inventory's details,
+        # the order cancelled, nothing charged, nothing held.
+        err = self.assert_err(self.create_order(user, items=[{"productId": "p1",
+                                                               "quantity": 99}]),
+                              409, "OUT_OF_STOCK")
+        self.assertIn("p1", err["message"])
+        self.assertEqual([(d.get("productId"), d.get("requested"), d.get("available"))
+                          for d in err["details"]], [("p1", 99, 8)], err)
+        oos = [x for x in reply_response(self.conn.call("get_orders", {"userId": user}))
+               ["orders"] if x["id"] != o["id"]]
+        self.assertEqual(len(oos), 1, oos)
+        oos = oos[0]
+        self.assertIn(oos["id"], err["message"])
+        self.assertEqual((oos["status"], oos["cancelReason"], oos["paymentId"]),
+                         ("cancelled", "out_of_stock", None), oos)
+        self.assert_err(self.payments.call("get_payment_by_order", {"orderId": oos["id"]}),
+                        404, "PAYMENT_NOT_FOUND")
+        self.assert_stock("p1", 8)
+        self.assertEqual(self.saga_states(oos["id"]), ["reserving", "cancelled"])
+        self.assertEqual(self.get_saga(oos["id"])["reason"], "out_of_stock")
+
+        # A declined card: 200 with the order cancelled, the stock back.
+        d = reply_response(self.create_order(user, method="tok_chargeDeclined",
+                                             items=[{"productId": "p1", "quantity": 2}]))
+        self.assertEqual((d["status"], d["cancelReason"], d["paymentId"], d["totalAmount"]),
+                         ("cancelled", "card_declined", None, 3998), d)
+        self.assert_stock("p1", 8)
+        self.assertEqual(self.saga_states(d["id"]),
+                         ["reserving", "charging", "compensating_release", "cancelled"])
+
+        # The events: confirmed -> order_created + order_completed; out of
+        # stock -> order_failed only (never priced); declined -> order_created
+        # + order_failed.
+        self.assert_envelope(self.wait_event("order_created", o["id"]), "order_created",
+                             {"orderId": o["id"], "userId": user, "totalAmount": 3998,
+                              "currency": "USD", "items": o["items"]}, request_id="req-walk-1")
+        self.assert_envelope(self.wait_event("order_completed", o["id"]), "order_completed",
+                             {"orderId": o["id"], "userId": user, "totalAmount": 3998,
+                              "currency": "USD"}, request_id="req-walk-1")
+        self.assert_envelope(self.wait_event("order_failed", oos["id"]), "order_failed",
+                             {"orderId": oos["id"], "userId": user, "reason": "out_of_stock"})
+        self.assert_envelope(self.wait_event("order_failed", d["id"]), "order_failed",
+                             {"orderId": d["id"], "userId": user, "reason": "card_declined"})
+        self.wait_event("order_created", d["id"])
+        self.barrier()
+        self.assertEqual(self.events("order_created", oos["id"]), [])
+        self.assertEqual(self.events("order_completed", d["id"]), [])
+        for oid in (o["id"], oos["id"], d["id"]):
+            self.assertEqual(self.events("order_status_changed", oid), [])
+        for pattern, oid in (("order_created", o["id"]), ("order_completed", o["id"]),
+                             ("order_failed", oos["id"]), ("order_created", d["id"]),
+                             ("order_failed", d["id"])):
+            self.assertEqual(len(self.events(pattern, oid)), 1, (pattern, oid))
+
+    def test_unknown_product_is_404_and_cancels(self):
+        user = self.create_user()
+        err = self.assert_err(self.create_order(user, items=[
+            {"productId": "prod-1", "quantity": 1}, {"productId": "nope", "quantity": 1}]),
+            404, "PRODUCT_NOT_FOUND")
+        self.assertIn("nope", err["message"])
+        o = reply_response(self.conn.call("get_orders", {"userId": user}))["orders"][0]
+        self.assertIn(o["id"], err["message"])
+        self.assertEqual((o["status"], o["cancelReason"]), ("cancelled", "product_not_found"))
+        self.assert_stock("prod-1", 1000000)  # all or nothing: prod-1 not held either
+        self.assert_err(self.payments.call("get_payment_by_order", {"orderId": o["id"]}),
+                        404, "PAYMENT_NOT_FOUND")
+
+    def test_client_price_that_differs_is_409_price_changed(self):
+        user = self.create_user()
+        err = self.assert_err(self.create_order(user, items=[
+            {"productId": "prod-1", "quantity": 1, "price": 1500}]), 409, "PRICE_CHANGED")
+        self.assertTrue(err.get("details"), err)
+        o = reply_response(self.conn.call("get_orders", {"userId": user}))["orders"][0]
+        self.assertEqual((o["status"], o["cancelReason"]), ("cancelled", "price_changed"), o)
+        self.assert_stock("prod-1", 1000000)
+        self.assert_err(self.payments.call("get_payment_by_order", {"orderId": o["id"]}),
+                        404, "PAYMENT_NOT_FOUND")
+
+    def test_inventory_service_stopped_cancels_with_503(self):
+        user = self.create_user()
+        self.inventory_svc.stop()
+        err = self.assert_err(self.create_order(user), 503, "INVENTORY_SERVICE_UNAVAILABLE")
+        o = reply_response(self.conn.call("get_orders", {"userId": user}))["orders"][0]
+        self.assertIn(o["id"], err["message"])
+        self.assertEqual((o["status"], o["cancelReason"]),
+                         ("cancelled", "inventory_unavailable"), o)
+        self.assert_err(self.payments.call("get_payment_by_order", {"orderId": o["id"]}),
+                        404, "PAYMENT_NOT_FOUND")
 
 
 class StatusAndRefundTest(OrderCase):
@@ -394,10 +597,14 @@ class HealthAndLifecycleTest(OrderCase):
             h = reply_response(self.conn.call("health", {}))
             up = h.get("upstreams", {})
             return h if h["redis"].get("connected") and all(up.values()) and up else None
-        h = wait_until(healthy, message="health with redis and both upstreams connected")
+        h = wait_until(healthy, message="health with redis and the three upstreams connected")
         self.assertEqual((h["status"], h["service"], h["db"]), ("ok", "order", "ok"), h)
-        self.assertEqual(h["upstreams"], {"user": True, "payment": True}, h)
-        self.assertEqual(set(h), {"status", "service", "db", "redis", "upstreams"}, h)
+        # The saga made the inventory service the third upstream.
+        self.assertEqual(h["upstreams"], {"user": True, "payment": True, "inventory": True}, h)
+        # The saga added its counters.
+        self.assertEqual(set(h), {"status", "service", "db", "redis", "upstreams", "sagas"}, h)
+        self.assertEqual(set(h["sagas"]), {"inFlight", "started", "resumed", "done",
+                                           "cancelled"}, h)
 
     def test_help_and_health_probe(self):
         exe = binary(ORDER_SERVICE)
@@ -406,7 +613,8 @@ class HealthAndLifecycleTest(OrderCase):
         text = p.stdout.decode()
         for var in ("LISTEN_HOST", "ORDER_SERVICE_PORT", "DATA_DIR", "SQLITE_SYNCHRONOUS",
                     "USER_SERVICE_HOST", "USER_SERVICE_PORT", "PAYMENT_SERVICE_HOST",
-                    "PAYMENT_SERVICE_PORT", "RPC_TIMEOUT_MS", "REDIS_HOST", "REDIS_PORT",
+                    "PAYMENT_SERVICE_PORT", "INVENTORY_SERVICE_HOST", "INVENTORY_SERVICE_PORT",
+                    "ORDER_SAGA_RETRY_MAX_MS", "ORDER_SAGA_RESUME_MAX", "RPC_TIMEOUT_MS", "REDIS_HOST", "REDIS_PORT",
                     "REDIS_PASSWORD", "EVENTS_QUEUE_MAX", "LOG_LEVEL", "RPC_MAX_FRAME_BYTES",
                     "RPC_INCOMPLETE_FRAME_TIMEOUT_MS"):
             self.assertIn(var, text)
@@ -419,7 +627,14 @@ class HealthAndLifecycleTest(OrderCase):
 
 
 class SilentPaymentTest(OrderCase):
-    """The payment service accepts and never answers."""
+    """The payment service accepts and never answers. Before the saga such an
+    order stayed pending; now the saga retries the charge until the caller's
+    deadline, answers 504 DEADLINE_EXCEEDED and compensates (a refund with
+    voidIfMissing, then the release), retrying until a payment service
+    answers. The real payment service started on the silent one's port
+    lets the compensation end."""
+
+    CALLER_BUDGET_MS = 8000  # metadata timeoutMs: the saga's pending window
 
     def setUp(self):
         super().setUp()
@@ -429,24 +644,72 @@ class SilentPaymentTest(OrderCase):
                                              RPC_TIMEOUT_MS="1500")
         self.slow_conn = self.connect(self.slow)
 
-    def test_unknown_outcome_is_504_and_stays_pending(self):
+    def send_order(self, user, metadata=None):
+        req_id = FrameConn.new_id()
+        packet = {"pattern": {"cmd": "create_order"}, "id": req_id, "data": {
+            "userId": user, "paymentMethod": "tok_visa",
+            "items": [{"productId": "p", "quantity": 1, "price": 500}]}}
+        if metadata:
+            packet["metadata"] = metadata
+        self.slow_conn.send(packet)
+        return req_id
+
+    def payment_back(self):
+        """The real payment service where the silent one listened."""
+        port = self.silent.port
+        self.silent.close()
+        return self.start_payment_service(port=port)
+
+    def test_unknown_outcome_is_504_then_compensates(self):
+        # Contract change (saga): was 504 PAYMENT_TIMEOUT with the order left
+        # pending; now 504 DEADLINE_EXCEEDED and the saga compensates.
         user = self.create_user()
         r = self.slow_conn.call("create_order", {
             "userId": user, "paymentMethod": "tok_visa",
-            "items": [{"productId": "p", "quantity": 1, "price": 500}]})
-        err = self.assert_err(r, 504, "PAYMENT_TIMEOUT")
+            "items": [{"productId": "p", "quantity": 1, "price": 500}]}, timeout=20)
+        err = self.assert_err(r, 504, "DEADLINE_EXCEEDED")
         page = reply_response(self.slow_conn.call("get_orders", {"userId": user}))
         o = page["orders"][0]
         self.assertIn(o["id"], err["message"])
-        self.assertEqual(o["status"], "pending", o)
+        # The refund (voiding a charge still on its way) cannot reach the
+        # silent service: the order waits in compensating, the unit held.
+        comp = wait_until(lambda: (lambda x: x if x["status"] == "compensating" else None)(
+            self.get_order(o["id"], self.slow_conn)), message="order compensating")
+        self.assertEqual(comp["paymentId"], None, comp)
+        self.assertEqual(self.get_saga(o["id"], self.slow_conn)["state"], "compensating_refund")
+        self.assert_stock("p", 1000, reserved=1)
+        # A compensating order is the saga's: no cancel by request.
+        self.assert_err(self.slow_conn.call("update_order_status",
+                                            {"id": o["id"], "status": "cancelled"}),
+                        409, "ORDER_BUSY")
 
-    def test_patch_confirmed_on_unpaid_order_is_409_and_changes_nothing(self):
-        # Issue 9: PATCH {"status":"confirmed"} used to confirm this order, whose
-        # payment never answered (paymentId null; its refund then gave 404).
+        payments = self.connect(self.payment_back())
+        final = self.wait_final(o["id"], self.slow_conn)
+        self.assertEqual((final["status"], final["cancelReason"], final["paymentId"]),
+                         ("cancelled", "deadline_exceeded", None), final)
+        self.assert_stock("p", 1000)
+        self.assert_not_charged(o["id"], payments)
+        saga = self.get_saga(o["id"], self.slow_conn)
+        self.assertEqual((saga["state"], saga["finished"], saga["reason"]),
+                         ("cancelled", True, "deadline_exceeded"), saga)
+        states = [h["state"] for h in saga["history"]]
+        self.assertEqual(states[:2], ["reserving", "charging"], saga)
+        self.assertEqual(states[-3:], ["compensating_refund", "compensating_release",
+                                       "cancelled"], saga)
+        msg = self.wait_event("order_failed", o["id"])
+        self.assertEqual(msg["data"], {"orderId": o["id"], "userId": user,
+                                       "reason": "deadline_exceeded"}, msg)
+
+    def test_pending_order_of_a_running_saga_is_not_settable_nor_cancellable(self):
+        # Issue 9: PATCH {"status":"confirmed"} used to confirm an order whose
+        # payment never answered. It is still 409 STATUS_NOT_SETTABLE; and
+        # (contract change, saga) its cancel, a plain one before, is now 409
+        # ORDER_BUSY while the saga runs: only the saga cancels, through its
+        # compensation.
         user = self.create_user()
-        self.assert_err(self.slow_conn.call("create_order", {
-            "userId": user, "paymentMethod": "tok_visa",
-            "items": [{"productId": "p", "quantity": 1, "price": 500}]}), 504, "PAYMENT_TIMEOUT")
+        req_id = self.send_order(user, {"timeoutMs": str(self.CALLER_BUDGET_MS)})
+        wait_until(lambda: b"process_payment" in self.silent.received,
+                   message="process_payment reaching the silent payment service")
         o = reply_response(self.slow_conn.call("get_orders", {"userId": user}))["orders"][0]
         self.assertEqual((o["status"], o["paymentId"]), ("pending", None), o)
         err = self.assert_err(self.slow_conn.call("update_order_status",
@@ -454,31 +717,34 @@ class SilentPaymentTest(OrderCase):
                               409, "STATUS_NOT_SETTABLE")
         self.assertEqual(set(err), {"statusCode", "message", "code"}, err)
         self.assertIn("confirmed", err["message"])
-        self.assertEqual(reply_response(self.slow_conn.call("get_order", {"id": o["id"]})), o)
+        self.assert_err(self.slow_conn.call("update_order_status",
+                                            {"id": o["id"], "status": "cancelled"}),
+                        409, "ORDER_BUSY")
+        self.assertEqual(self.get_order(o["id"], self.slow_conn), o)
         # Nothing was charged: the real payment service never saw the order.
         self.assert_err(self.payments.call("get_payment_by_order", {"orderId": o["id"]}), 404,
                         "PAYMENT_NOT_FOUND")
-        # With no payment, a cancel stays a plain one; its event is also the
-        # barrier that shows the refused PATCH published nothing before it.
-        c = reply_response(self.slow_conn.call("update_order_status",
-                                               {"id": o["id"], "status": "cancelled"}))
-        self.assertEqual((c["status"], c["cancelReason"], c["paymentId"]),
-                         ("cancelled", "cancelled_by_request", None), c)
-        msg = self.wait_event("order_status_changed", o["id"])
-        self.assertEqual((msg["data"]["previousStatus"], msg["data"]["newStatus"]),
-                         ("pending", "cancelled"), msg)
-        self.assertEqual(len(self.events("order_status_changed", o["id"])), 1)
+        err = reply_error(self.slow_conn.read_reply(req_id, timeout=20))
+        self.assertEqual((err.get("statusCode"), err.get("code")), (504, "DEADLINE_EXCEEDED"),
+                         err)
+        self.assertIn(o["id"], err["message"])
+        # Neither refused PATCH published anything: the saga's own events
+        # (order_failed once it ends) are the only ones for this order.
+        self.payment_back()
+        final = self.wait_final(o["id"], self.slow_conn)
+        self.assertEqual((final["status"], final["cancelReason"]),
+                         ("cancelled", "deadline_exceeded"), final)
+        self.wait_event("order_failed", o["id"])
+        self.barrier(self.slow_conn)  # same publisher: the refused PATCHes are behind us
+        self.assertEqual(self.events("order_status_changed", o["id"]), [])
 
     def test_sigterm_drains_the_order_in_flight(self):
         user = self.create_user()
-        req_id = FrameConn.new_id()
-        self.slow_conn.send({"pattern": {"cmd": "create_order"}, "id": req_id, "data": {
-            "userId": user, "paymentMethod": "tok_visa",
-            "items": [{"productId": "p", "quantity": 1, "price": 500}]}})
+        req_id = self.send_order(user)
         wait_until(lambda: b"process_payment" in self.silent.received,
                    message="process_payment reaching the silent payment service")
         # stop() sends SIGTERM and waits for exit status 0; meanwhile the
-        # order in flight must still be answered (its payment deadline passes).
+        # order in flight must still be answered (its deadline passes).
         stop_errors = []
 
         def stop():
@@ -495,13 +761,30 @@ class SilentPaymentTest(OrderCase):
         self.assertFalse(stopper.is_alive(), "stop() did not return")
         if stop_errors:
             raise stop_errors[0]
-        self.assertEqual(err.get("statusCode"), 504, err)
+        self.assertEqual((err.get("statusCode"), err.get("code")), (504, "DEADLINE_EXCEEDED"),
+                         err)
         self.slow.wait_for_log(lambda l: l.get("event") == "stopping",
                                message="the stopping line")
+        # Contract change (saga): the next start resumes the unfinished saga
+        # (it used to find the order pending for ever). With a payment service
+        # answering on the old port it ends; either end is the contract's as
+        # long as confirmed <=> charged and cancelled => nothing charged, no
+        # stock held.
+        payments = self.connect(self.payment_back())
         again = self.start_order_service(payment_port=self.silent.port,
                                          data_dir=self.slow.data_dir)
-        page = reply_response(self.connect(again).call("get_orders", {"userId": user}))
-        self.assertEqual(page["orders"][0]["status"], "pending", page)
+        again_conn = self.connect(again)
+        o = reply_response(again_conn.call("get_orders", {"userId": user}))["orders"][0]
+        final = self.wait_final(o["id"], again_conn)
+        if final["status"] == "confirmed":
+            p = reply_response(payments.call("get_payment_by_order", {"orderId": o["id"]}))
+            self.assertEqual((p["status"], p["amount"], p["id"]),
+                             ("succeeded", 500, final["paymentId"]), p)
+            self.assert_stock("p", 999)
+        else:
+            self.assert_not_charged(o["id"], payments)
+            self.assert_stock("p", 1000)
+        self.assertTrue(self.get_saga(o["id"], again_conn)["finished"])
 
 
 if __name__ == "__main__":
