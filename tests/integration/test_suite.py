@@ -1,9 +1,13 @@
 """The whole suite through the gateway: redis-server, the user, payment,
-notification, inventory and order services and the gateway, each on an
-ephemeral port with its own DATA_DIR. Covers the README walkthrough (user, order with
-tok_visa -> 201 confirmed 3998 USD, GET the order, the user's orders, the
-user's notifications, the payment, PATCH shipped, refund of a shipped order
--> 409), a refund of a confirmed order, both decline paths, the error
+notification, inventory (with the demo product p1 1999 x 10) and order
+services and the gateway, each on an ephemeral port with its own DATA_DIR.
+Covers the README walkthrough (user, order of p1 x 2 without prices with
+tok_visa -> 201 confirmed 3998 USD at the catalogue's price, stock 8, GET
+/orders/:id/saga done, 99 -> 409 OUT_OF_STOCK nothing charged, a decline ->
+201 cancelled with the stock back, GET the order, the user's orders, the
+user's notifications (order received / completed / failed, payment receipt),
+the payment, PATCH shipped, refund of a shipped order -> 409), a refund of a
+confirmed order, both decline paths, the error
 statuses (404 unknown user, 409 illegal transition, 400 naming the field,
 405), paging, path parameters that a body "id" cannot override,
 the events as a plain RESP subscriber sees them (the exact NestJS envelope,
@@ -28,8 +32,8 @@ from redis_helper import start_redis
 ORDER_SERVICE = "services/order/order-service"
 PAYMENT_SERVICE = "services/payment/payment-service"
 NOTIFICATION_SERVICE = "services/notification/notification-service"
-EVENTS = ("order_created", "order_status_changed", "payment_completed", "payment_failed",
-          "payment_refunded")
+EVENTS = ("order_created", "order_completed", "order_failed", "order_status_changed",
+          "payment_completed", "payment_failed", "payment_refunded")
 ISO_MS = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
 ORDER_ID_RE = r"^order_[0-9a-f]{32}$"
 PAY_ID_RE = r"^pay_[0-9a-f]{32}$"
@@ -37,6 +41,16 @@ EVT_ID_RE = r"^evt_[0-9a-f]{32}$"
 NOTIFY_TIMEOUT_S = 15.0     # an event's way through Redis, under ASan
 RESTART_TIMEOUT_S = 30.0    # reconnect backoff after a Redis restart
 WALKTHROUGH_ITEMS = [{"productId": "p1", "quantity": 2, "price": 1999}]
+EMOJI_PRODUCT = "caf\u00e9-\U0001F600"
+# The catalogue the saga reserves and prices in, {id: (price, stock)}: p1 as
+# `make run` creates it (README walkthrough), and a product with a non-ASCII id.
+PRODUCTS = {"p1": (1999, 10), EMOJI_PRODUCT: (1999, 100)}
+RETRY_MAX_MS = 500          # ORDER_SAGA_RETRY_MAX_MS: quick retries in tests
+# What a confirmed order notifies (order_created, payment_completed and, since
+# the saga, order_completed) and what a declined one does (order_created is
+# published once priced, before the charge; then payment_failed, order_failed).
+CONFIRMED_TYPES = ["order_confirmation", "payment_receipt", "order_completed"]
+DECLINED_TYPES = ["order_confirmation", "payment_failed", "order_failed"]
 
 _seq = itertools.count(1)
 
@@ -65,15 +79,21 @@ class SuiteCase(DaemonTestCase):
         self.notification_svc = self.start_service("notification-service",
                                                    NOTIFICATION_SERVICE,
                                                    "NOTIFICATION_SERVICE_PORT")
-        # The gateway's inventory upstream (its /products routes and /ready).
+        # The gateway's inventory upstream (its /products routes and /ready)
+        # and the order saga's (it reserves and prices there).
         self.inventory_svc = self.start_inventory_service(LOG_LEVEL="debug")
+        self.seed_products(self.inventory_svc, PRODUCTS)
         self.order_svc = self.start_service("order-service", ORDER_SERVICE,
                                             "ORDER_SERVICE_PORT", {
                                                 "USER_SERVICE_HOST": "127.0.0.1",
                                                 "USER_SERVICE_PORT": self.user_svc.port,
                                                 "PAYMENT_SERVICE_HOST": "127.0.0.1",
                                                 "PAYMENT_SERVICE_PORT":
-                                                    self.payment_svc.port})
+                                                    self.payment_svc.port,
+                                                "INVENTORY_SERVICE_HOST": "127.0.0.1",
+                                                "INVENTORY_SERVICE_PORT":
+                                                    self.inventory_svc.port,
+                                                "ORDER_SAGA_RETRY_MAX_MS": RETRY_MAX_MS})
         self.gw = self.start_daemon("gateway", GATEWAY, {
             "LISTEN_HOST": "127.0.0.1",
             "GATEWAY_PORT": "0",
@@ -164,6 +184,14 @@ class SuiteCase(DaemonTestCase):
     def create_order(self, user_id, method="tok_visa", request_id=None):
         return self.expect(self.post_order(user_id, method, request_id=request_id), 201)
 
+    def product(self, product_id):
+        return self.expect(self.req("GET", "/products/%s" % product_id), 200)
+
+    def assert_stock(self, product_id, stock, reserved=0):
+        p = self.product(product_id)
+        self.assertEqual((p["stock"], p["reserved"], p["available"]),
+                         (stock, reserved, stock - reserved), p)
+
     # -- notifications --
     def notifications(self, user_id):
         page = self.expect(self.req("GET", "/users/%s/notifications?page=1&limit=100"
@@ -206,8 +234,11 @@ class WalkthroughTest(SuiteCase):
         user = self.create_user()
         self.assertEqual(self.expect(self.req("GET", "/users/%s" % user["id"]), 200)["id"],
                          user["id"])
+        self.assert_stock("p1", 10)
 
-        o = self.create_order(user["id"])
+        # No prices sent: the catalogue's are taken (README walkthrough).
+        o = self.expect(self.post_order(user["id"], items=[{"productId": "p1",
+                                                            "quantity": 2}]), 201)
         self.assertRegex(o["id"], ORDER_ID_RE)
         self.assertEqual((o["userId"], o["status"], o["totalAmount"], o["currency"],
                           o["paymentMethod"], o["cancelReason"], o["items"]),
@@ -216,25 +247,58 @@ class WalkthroughTest(SuiteCase):
         self.assertIsInstance(o["totalAmount"], int)
         self.assertRegex(o["paymentId"], PAY_ID_RE)
         self.assertRegex(o["createdAt"], ISO_MS)
+        self.assert_stock("p1", 8)
+        saga = self.expect(self.req("GET", "/orders/%s/saga" % o["id"]), 200)
+        self.assertEqual((saga["orderId"], saga["state"], saga["finished"]),
+                         (o["id"], "done", True), saga)
+        self.assertEqual([h["state"] for h in saga["history"]][0], "reserving", saga)
+
+        # 99 is more than there is: 409 OUT_OF_STOCK, nothing charged, stock
+        # as it was.
+        err = self.expect_error(self.post_order(user["id"], items=[{"productId": "p1",
+                                                                    "quantity": 99}]),
+                                409, "OUT_OF_STOCK")
+        self.assertEqual([(d.get("productId"), d.get("requested"), d.get("available"))
+                          for d in err["details"]], [("p1", 99, 8)], err)
+        self.assert_stock("p1", 8)
+        # A decline: 201 with the order cancelled, its stock back.
+        d = self.expect(self.post_order(user["id"], "tok_chargeDeclined",
+                                        items=[{"productId": "p1", "quantity": 1}]), 201)
+        self.assertEqual((d["status"], d["cancelReason"], d["paymentId"]),
+                         ("cancelled", "card_declined", None), d)
+        self.assert_stock("p1", 8)
 
         got = self.expect(self.req("GET", "/orders/%s" % o["id"]), 200)
         self.assertEqual(got, o)
 
         page = self.expect(self.req("GET", "/users/%s/orders" % user["id"]), 200)
-        self.assertEqual((page["total"], page["page"], page["limit"]), (1, 1, 10), page)
-        self.assertEqual(page["orders"], [o], page)
+        self.assertEqual((page["total"], page["page"], page["limit"]), (3, 1, 10), page)
+        self.assertEqual(page["orders"][2], o, page)  # newest first
+        oos = page["orders"][1]
+        self.assertIn(oos["id"], err["message"])
+        self.assertEqual((oos["status"], oos["cancelReason"], oos["paymentId"]),
+                         ("cancelled", "out_of_stock", None), oos)
 
-        # The order confirmation and the payment receipt, and nothing else.
-        page = self.wait_notification_types(user["id"],
-                                            ["order_confirmation", "payment_receipt"])
-        self.assert_exact_types(page, ["order_confirmation", "payment_receipt"])
-        by_type = {n["type"]: n for n in page["notifications"]}
+        # Order received / completed / failed and the payment receipt (and the
+        # decline's payment_failed), nothing else: the out-of-stock order was
+        # never priced, so it gives only order_failed.
+        types = CONFIRMED_TYPES + DECLINED_TYPES + ["order_failed"]
+        page = self.wait_notification_types(user["id"], types)
+        self.assert_exact_types(page, types)
+        mine = [n for n in page["notifications"] if n["orderId"] == o["id"]]
+        self.assertEqual(sorted(n["type"] for n in mine), sorted(CONFIRMED_TYPES), page)
+        by_type = {n["type"]: n for n in mine}
         self.assertEqual(by_type["order_confirmation"]["message"],
                          "Your order %s for 39.98 USD has been received" % o["id"])
         self.assertEqual(by_type["payment_receipt"]["message"],
                          "We received your payment of 39.98 USD for order %s" % o["id"])
+        self.assertEqual(by_type["order_completed"]["message"],
+                         "Your order %s for 39.98 USD is complete" % o["id"])
+        failed = [n for n in page["notifications"] if n["orderId"] == oos["id"]]
+        self.assertEqual([n["type"] for n in failed], ["order_failed"], page)
+        self.assertIn("out_of_stock", failed[0]["message"])
         for n in page["notifications"]:
-            self.assertEqual((n["userId"], n["orderId"]), (user["id"], o["id"]), n)
+            self.assertEqual(n["userId"], user["id"], n)
 
         pay = self.expect(self.req("GET", "/payments/%s" % o["paymentId"]), 200)
         self.assertEqual((pay["id"], pay["orderId"], pay["userId"], pay["amount"],
@@ -245,12 +309,11 @@ class WalkthroughTest(SuiteCase):
         shipped = self.expect(self.req("PATCH", "/orders/%s" % o["id"],
                                        {"status": "shipped"}), 200)
         self.assertEqual((shipped["id"], shipped["status"]), (o["id"], "shipped"), shipped)
-        page = self.wait_notification_types(
-            user["id"], ["order_confirmation", "payment_receipt", "order_status"])
+        types += ["order_status"]
+        page = self.wait_notification_types(user["id"], types)
         # Barrier: order_created and this order_status_changed come from the
         # same publisher in order, so create_order published no status change.
-        self.assert_exact_types(page, ["order_confirmation", "payment_receipt",
-                                       "order_status"])
+        self.assert_exact_types(page, types)
         status_n = [n for n in page["notifications"] if n["type"] == "order_status"][0]
         self.assertEqual(status_n["message"], "Your order %s is now shipped" % o["id"])
         self.assertEqual(page["notifications"][0]["type"], "order_status", page)  # newest
@@ -275,11 +338,9 @@ class WalkthroughTest(SuiteCase):
         pay = self.expect(self.req("GET", "/payments/%s" % o["paymentId"]), 200)
         self.assertEqual(pay["status"], "refunded", pay)
         self.assertRegex(pay["refundedAt"] or "", ISO_MS)
-        page = self.wait_notification_types(
-            user["id"], ["order_confirmation", "payment_receipt", "refund_receipt",
-                         "order_status"])
-        self.assert_exact_types(page, ["order_confirmation", "payment_receipt",
-                                       "refund_receipt", "order_status"])
+        types = CONFIRMED_TYPES + ["refund_receipt", "order_status"]
+        page = self.wait_notification_types(user["id"], types)
+        self.assert_exact_types(page, types)
         by_type = {n["type"]: n for n in page["notifications"]}
         self.assertEqual(by_type["refund_receipt"]["message"],
                          "A refund of 39.98 USD for your order %s has been issued" % o["id"])
@@ -298,13 +359,15 @@ class WalkthroughTest(SuiteCase):
                 self.assertEqual((o["status"], o["cancelReason"], o["paymentId"],
                                   o["totalAmount"]), ("cancelled", reason, None, 3998), o)
                 self.assertEqual(self.expect(self.req("GET", "/orders/%s" % o["id"]), 200), o)
-                page = self.wait_notification_types(user["id"],
-                                                    ["order_confirmation", "payment_failed"])
-                self.assert_exact_types(page, ["order_confirmation", "payment_failed"])
-                failed = [n for n in page["notifications"] if n["type"] == "payment_failed"][0]
-                self.assertEqual(failed["orderId"], o["id"], failed)
-                self.assertIn(reason, failed["message"], failed)
-                self.assertIn(o["id"], failed["message"], failed)
+                page = self.wait_notification_types(user["id"], DECLINED_TYPES)
+                self.assert_exact_types(page, DECLINED_TYPES)
+                for kind in ("payment_failed", "order_failed"):
+                    failed = [n for n in page["notifications"] if n["type"] == kind][0]
+                    self.assertEqual(failed["orderId"], o["id"], failed)
+                    self.assertIn(reason, failed["message"], failed)
+                    self.assertIn(o["id"], failed["message"], failed)
+                # The saga released the stock it had reserved.
+                self.assert_stock("p1", 10)
                 # A declined order is not refundable (nothing was paid).
                 self.expect_error(self.req("POST", "/orders/%s/refund" % o["id"]), 409,
                                   "NOT_REFUNDABLE")
@@ -409,14 +472,15 @@ class ErrorsTest(SuiteCase):
         self.assertEqual((r["id"], r["status"]), (ids[2], "cancelled"), r)
         self.assertEqual(self.expect(self.req("GET", "/orders/%s" % ids[1]), 200)["status"],
                          "confirmed")
-        page = self.wait_notification_types(user["id"], ["order_confirmation"] * 3
-                                            + ["payment_receipt"] * 3 + ["order_status"] * 2
+        page = self.wait_notification_types(user["id"], CONFIRMED_TYPES * 3
+                                            + ["order_status"] * 2
                                             + ["refund_receipt"])
-        self.assertEqual(page["total"], 9, page)
-        page = self.expect(self.req("GET", "/users/%s/notifications?page=3&limit=4"
+        # 12 since the saga (each confirmed order also notifies order_completed).
+        self.assertEqual(page["total"], 12, page)
+        page = self.expect(self.req("GET", "/users/%s/notifications?page=3&limit=5"
                                     % user["id"]), 200)
         self.assertEqual((page["total"], page["page"], page["limit"], len(page["notifications"])),
-                         (9, 3, 4, 1), page)
+                         (12, 3, 5, 2), page)
 
 
 class EventsAndTracingTest(SuiteCase):
@@ -440,7 +504,7 @@ class EventsAndTracingTest(SuiteCase):
     def test_events_are_nestjs_envelopes_carrying_the_request_id(self):
         user = self.create_user()
         rid = unique("suite-trace")
-        items = [{"productId": "caf\u00e9-\U0001F600", "quantity": 2, "price": 1999}]
+        items = [{"productId": EMOJI_PRODUCT, "quantity": 2, "price": 1999}]
         r = self.post_order(user["id"], items=items, request_id=rid)
         self.assertEqual(r.header("X-Request-Id"), rid, r)
         o = self.expect(r, 201)
@@ -455,6 +519,12 @@ class EventsAndTracingTest(SuiteCase):
             "paymentId": o["paymentId"], "orderId": o["id"], "userId": user["id"],
             "amount": 3998, "currency": "USD"}, rid)
         self.assertNotEqual(created["metadata"]["eventId"], completed["metadata"]["eventId"])
+        ch, raw = self.wait_event("order_completed", o["id"])
+        done = self.assert_envelope(raw, "order_completed", {
+            "orderId": o["id"], "userId": user["id"], "totalAmount": 3998,
+            "currency": "USD"}, rid)
+        self.assertNotIn(done["metadata"]["eventId"], (created["metadata"]["eventId"],
+                                                       completed["metadata"]["eventId"]))
 
         rid2 = unique("suite-ship")
         self.expect(self.req("PATCH", "/orders/%s" % o["id"], {"status": "shipped"},
@@ -465,9 +535,10 @@ class EventsAndTracingTest(SuiteCase):
             "newStatus": "shipped"}, rid2)
 
         # The stored notifications carry the event ids and the request ids.
-        page = self.wait_notification_types(
-            user["id"], ["order_confirmation", "payment_receipt", "order_status"])
+        page = self.wait_notification_types(user["id"], CONFIRMED_TYPES + ["order_status"])
         by_type = {n["type"]: n for n in page["notifications"]}
+        self.assertEqual(by_type["order_completed"]["eventId"], done["metadata"]["eventId"])
+        self.assertEqual(by_type["order_completed"]["requestId"], rid)
         self.assertEqual(by_type["order_confirmation"]["eventId"],
                          created["metadata"]["eventId"])
         self.assertEqual(by_type["order_confirmation"]["requestId"], rid)
@@ -491,15 +562,19 @@ class EventsAndTracingTest(SuiteCase):
             "paymentId": failed["data"]["paymentId"], "amount": 3998, "currency": "USD"},
             failed)
         self.assertRegex(failed["metadata"]["eventId"], EVT_ID_RE)
+        # And the saga's order_failed (the order's reason).
+        ch, raw = self.wait_event("order_failed", d["id"])
+        self.assert_envelope(raw, "order_failed", {
+            "orderId": d["id"], "userId": user["id"], "reason": "insufficient_funds"}, rid3)
 
     def test_request_id_in_every_log(self):
         user = self.create_user()
         rid = unique("suite-logs")
         o = self.expect(self.post_order(user["id"], request_id=rid), 201)
-        self.wait_notification_types(user["id"], ["order_confirmation", "payment_receipt"])
+        self.wait_notification_types(user["id"], CONFIRMED_TYPES)
         has_rid = lambda line: line.get("requestId") == rid  # noqa: E731
         for d in (self.gw, self.order_svc, self.payment_svc, self.notification_svc,
-                  self.user_svc):
+                  self.user_svc, self.inventory_svc):
             with self.subTest(daemon=d.name):
                 d.wait_for_log(has_rid, message="a %s log line with requestId %s"
                                % (d.name, rid))
@@ -508,9 +583,14 @@ class EventsAndTracingTest(SuiteCase):
         self.payment_svc.wait_for_log(
             lambda l: has_rid(l) and l.get("pattern") == "process_payment",
             message="the process_payment line")
+        # The saga's steps with the inventory carry the id too.
+        for pattern in ("reserve_inventory", "commit_inventory"):
+            self.inventory_svc.wait_for_log(
+                lambda l: has_rid(l) and l.get("pattern") == pattern,
+                message="the %s line" % pattern)
         stored = [l for l in self.notification_svc.json_lines()
                   if has_rid(l) and l.get("event") == "notification_stored"]
-        self.assertEqual(len(stored), 2, stored)
+        self.assertEqual(len(stored), len(CONFIRMED_TYPES), stored)
         self.assertTrue(all(l.get("orderId", o["id"]) == o["id"] for l in stored), stored)
         # A generated id travels the same way.
         r = self.req("GET", "/orders/%s" % o["id"])
