@@ -588,8 +588,14 @@ class EventsAndTracingTest(SuiteCase):
             self.inventory_svc.wait_for_log(
                 lambda l: has_rid(l) and l.get("pattern") == pattern,
                 message="the %s line" % pattern)
-        stored = [l for l in self.notification_svc.json_lines()
-                  if has_rid(l) and l.get("event") == "notification_stored"]
+        # The line follows the COMMIT that made the row readable, so a GET can
+        # see the row before the line reaches us: wait for the lines too.
+        def stored_lines():
+            return [l for l in self.notification_svc.json_lines()
+                    if has_rid(l) and l.get("event") == "notification_stored"]
+        wait_until(lambda: len(stored_lines()) >= len(CONFIRMED_TYPES),
+                   message="%d notification_stored lines" % len(CONFIRMED_TYPES))
+        stored = stored_lines()
         self.assertEqual(len(stored), len(CONFIRMED_TYPES), stored)
         self.assertTrue(all(l.get("orderId", o["id"]) == o["id"] for l in stored), stored)
         # A generated id travels the same way.
