@@ -42,6 +42,7 @@
 
 #define SAGA_MESSAGE_MAX_BYTES 512
 #define SAGA_CRASH_EXIT_CODE 86
+#define SAGA_ANSWER_MARGIN_MS 50u    /* the caller's 504 comes this much early */
 
 typedef enum {
   WAIT_NONE = 0,
@@ -798,8 +799,12 @@ void order_saga_create(svc_t *svc, proto_rpc_call_t *call, const json_t *data) {
   if (budget == UINT32_MAX)
     budget = svc->rpc_timeout_ms;
   s->deadline_ms = order_wall_ms() + budget;
-  if (s->timers > 1 && s->call)
-    uv_timer_start(&s->expiry, on_expiry, budget, 0); /* cannot fail on an init'd timer */
+  if (s->timers > 1 && s->call) {
+    /* A little before the caller's own timer (it started when it sent): so
+     * it gets our 504, which names the order, rather than its timeout. */
+    uint32_t margin = budget / 10 < SAGA_ANSWER_MARGIN_MS ? budget / 10 : SAGA_ANSWER_MARGIN_MS;
+    uv_timer_start(&s->expiry, on_expiry, budget - margin, 0); /* cannot fail: init'd */
+  }
   uint32_t t = budget < svc->rpc_timeout_ms ? budget : svc->rpc_timeout_ms;
   proto_rpc_client_t *cli =
       ORDER_UPSTREAM_USER < svc->n_upstreams ? svc->upstream[ORDER_UPSTREAM_USER] : NULL;

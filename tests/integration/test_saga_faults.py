@@ -382,8 +382,13 @@ class KillUpstreamTest(SagaFaultCase):
         self.assertGreater(served_after, 0, "the kill -9 of %s came after the burst: %r"
                            % (victim.name, statuses))
         if budget_ms:
-            # Kept down past the deadlines: some sagas ran out of time.
-            self.assertIn(("cancelled", "deadline_exceeded"), statuses, statuses)
+            # Kept down past the deadlines: some sagas were undone against
+            # the dead victim: those caught mid-step ran out of time, those
+            # that came after the kill found it down at their first try.
+            # Which of the two depends on what was in flight at the kill.
+            undone = {"deadline_exceeded", "payment_unavailable", "inventory_unavailable"}
+            self.assertTrue(any(s == "cancelled" and r in undone for s, r in statuses),
+                            statuses)
             return
         # The mix really mixed: some confirmed, some declined, some short.
         # (Not with the victim kept down: most sagas then end before that.)
