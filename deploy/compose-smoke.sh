@@ -235,6 +235,7 @@ else
   [ "$status" != 404 ] || die "POST /orders is 404: the gateway has no order routes (yet?)"
   expect 201 'j["status"] == "confirmed" and j["totalAmount"] == 3998 and j["paymentId"]'
   order=$(field id)
+  payment=$(field paymentId)
   req GET /products/p1
   expect 200 'j["stock"] == 8 and j["reserved"] == 0'
   req GET "/orders/$order/saga"
@@ -247,7 +248,6 @@ else
   expect 200 'j["stock"] == 8 and j["reserved"] == 0'
   req GET "/users/$user/orders"
   expect 200 "j['total'] == 3"
-  payment=$(field paymentId)
   req GET "/orders/$order"
   expect 200 'j["status"] == "confirmed" and j["totalAmount"] == 3998'
   req GET "/payments/$payment"
