@@ -29,6 +29,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 THREADS = 2
 FSYNC_SECONDS = 2.0
+EVENTS_PER_ORDER = 3  # order_created, payment_completed, order_completed
 
 
 def fsync_rate(directory):
@@ -112,7 +113,8 @@ def main():
         order = start("order", "services/order/order-service",
                       dict(renv, ORDER_SERVICE_PORT="0",
                            USER_SERVICE_PORT=str(user.port),
-                           PAYMENT_SERVICE_PORT=str(pay.port)))
+                           PAYMENT_SERVICE_PORT=str(pay.port),
+                           INVENTORY_SERVICE_PORT=str(inv.port)))
         gw = start("gateway", harness.GATEWAY, {
             "GATEWAY_PORT": "0",
             "USER_SERVICE_PORT": str(user.port),
@@ -129,6 +131,12 @@ def main():
                                  {"email": "bench@example.com", "name": "Bench"})
         assert r.status == 201, r
         uid = r.json["id"]
+        # The order saga reserves and prices with the inventory: the product
+        # post_orders.lua orders, at its price, with stock for any run.
+        r = harness.http_request(port, "POST", "/products",
+                                 {"id": "p1", "name": "Bench", "price": 1999,
+                                  "stock": 1000000000})
+        assert r.status == 201, r
 
         results["GET /health"] = wrk(port, "/health")
         results["GET /users/:id"] = wrk(port, "/users/" + uid)
@@ -136,7 +144,8 @@ def main():
         results["POST /orders"] = wrk(port, "/orders", "post_orders.lua",
                                       env={"BENCH_USER_ID": uid})
 
-        # Every confirmed order yields order_created + payment_completed. Orders
+        # Every confirmed order yields order_created, payment_completed and
+        # order_completed (EVENTS_PER_ORDER notifications). Orders
         # still in flight when wrk stopped finish afterwards: count both sides
         # until they agree or stop moving.
         def counts():
@@ -145,12 +154,13 @@ def main():
             return (o.json["total"] if o.status == 200 else -1,
                     n.json["total"] if n.status == 200 else -1)
         try:
-            harness.wait_until(lambda: (lambda c: c[1] >= 2 * c[0])(counts()), timeout=30,
+            harness.wait_until(lambda: (lambda c: c[1] >= EVENTS_PER_ORDER * c[0])(counts()),
+                               timeout=30,
                                message="all notifications")
         except AssertionError:
             pass
         n_orders, got = counts()
-        expected = 2 * n_orders
+        expected = EVENTS_PER_ORDER * n_orders
         results["events"] = {"orders": n_orders, "notifications_expected": expected,
                              "notifications_stored": got, "lost": expected - got}
         results["rss_kib"] = {d.name: rss_kib(d.pid) for d in daemons}
