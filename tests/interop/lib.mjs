@@ -2,9 +2,11 @@
 // Locates our binaries through NESTC_BUILD_DIR, starts a daemon on an
 // ephemeral port and waits (with a deadline) for its "listening" line, stops
 // it by pid with SIGTERM and checks its exit, runs proto-call, and loads
-// NestJS with a clear message when node_modules is missing.
+// NestJS with a clear message when node_modules is missing, and runs a
+// redis-server on a free port (RedisServer).
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -246,4 +248,108 @@ export function runProtoCall(args, timeoutMs = CALL_TIMEOUT_MS) {
 // A description of a proto-call result for assertion messages.
 export function showRun(r) {
   return `exit=${r.code} signal=${r.signal}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+}
+
+// --- redis-server on a free port (for tests that need a real Redis) --------
+
+const REDIS_START_ATTEMPTS = 3; // free-port races: try another port this many times
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+// PING over a fresh connection: true on +PONG, false on anything else or
+// after timeoutMs.
+function redisPing(port, timeoutMs = 1000) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    let buf = '';
+    const done = (v) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    sock.on('error', () => done(false));
+    sock.on('connect', () => sock.write('PING\r\n'));
+    sock.on('data', (d) => {
+      buf += d.toString('utf8');
+      if (buf.includes('\r\n')) done(buf === '+PONG\r\n');
+    });
+  });
+}
+
+// A redis-server child without persistence; start() resolves once it answers
+// PING, stop() ends it by pid (SIGTERM, then SIGKILL after timeoutMs).
+export class RedisServer {
+  constructor() {
+    this.port = null;
+    this.child = null;
+    this.out = [];
+  }
+
+  async start(timeoutMs = START_TIMEOUT_MS) {
+    let last = '';
+    for (let attempt = 0; attempt < REDIS_START_ATTEMPTS; attempt++) {
+      this.port = await freePort();
+      this.out = [];
+      const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1',
+        '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning'],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+      this.child = child;
+      live.add(child);
+      child.stdout.on('data', (c) => this.out.push(c.toString('utf8')));
+      child.stderr.on('data', (c) => this.out.push(c.toString('utf8')));
+      let exit = null;
+      let err = null;
+      this.exited = new Promise((resolve) => {
+        child.on('exit', (code, signal) => {
+          live.delete(child);
+          exit = { code, signal };
+          resolve(exit);
+        });
+      });
+      child.on('error', (e) => { err = e; });
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline && exit === null && err === null) {
+        if (await redisPing(this.port)) return this;
+        await new Promise((r) => setTimeout(r, 20)); // polling interval
+      }
+      if (err) {
+        throw new Error(`cannot run redis-server (is it installed and on PATH?): ${err.message}`);
+      }
+      if (exit === null) {
+        await this.stop();
+        throw new Error(`redis-server did not answer PING on port ${this.port} within ` +
+          `${timeoutMs} ms\n${this.out.join('')}`);
+      }
+      last = `redis-server exited (${JSON.stringify(exit)}) on port ${this.port}:\n` +
+        this.out.join('');
+      this.child = null;
+      if (!last.includes('Address already in use')) break;
+    }
+    throw new Error(last);
+  }
+
+  async stop(timeoutMs = STOP_TIMEOUT_MS) {
+    const child = this.child;
+    this.child = null;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    process.kill(child.pid, 'SIGTERM');
+    let timer;
+    const timedOut = new Promise((r) => { timer = setTimeout(() => r('timeout'), timeoutMs); });
+    const r = await Promise.race([this.exited, timedOut]);
+    clearTimeout(timer);
+    if (r === 'timeout') {
+      process.kill(child.pid, 'SIGKILL');
+      await this.exited;
+    }
+  }
 }
